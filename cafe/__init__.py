@@ -1,0 +1,85 @@
+"""cafe: run a World Café live."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, request, session
+from sqlalchemy import event
+
+from .config import Config
+from .extensions import babel, db, migrate, socketio
+
+__version__ = "0.1.0"
+
+
+def _select_locale() -> str:
+    if session.get("language"):
+        return session["language"]
+    from flask import current_app
+    return request.accept_languages.best_match(current_app.config["LANGUAGES"]) or "en"
+
+
+def _tune_sqlite(engine: Any) -> None:
+    """WAL (readers never wait for the writer), a busy timeout, and real transactions (savepoints work)."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+
+def create_app(config: Any = None) -> Flask:
+    """The app factory: bind the extensions, register pages, API and socket handlers."""
+    root = __file__.rsplit("/", 2)[0]
+    app = Flask(__name__, static_folder=f"{root}/static", template_folder=f"{root}/templates",
+                instance_path=None)
+    cfg = config if config is not None else Config()
+    app.config.from_object(cfg)
+    app.config["BABEL_TRANSLATION_DIRECTORIES"] = f"{root}/cafe/translations"
+
+    # Socket handlers must be declared before the first init_app: Flask-SocketIO keeps only handlers
+    # declared while no server exists and binds them to every server it makes later.
+    from .web import realtime
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=f"{root}/migrations", render_as_batch=True)
+    babel.init_app(app, locale_selector=_select_locale)
+    async_mode = app.config.get("CAFE_SERVER") or "threading"
+    socketio.init_app(app, async_mode=async_mode, message_queue=app.config.get("MESSAGE_QUEUE"),
+                      max_http_buffer_size=app.config["MAX_HTTP_BUFFER_SIZE"], cors_allowed_origins=[],
+                      ping_interval=20, ping_timeout=20, logger=False, engineio_logger=False)
+
+    with app.app_context():
+        if db.engine.url.get_backend_name() == "sqlite":
+            _tune_sqlite(db.engine)
+
+    from .services.batching import GroupCommitter
+    from .services.events import SocketIOPublisher
+
+    publisher = SocketIOPublisher(socketio)
+    app.extensions["cafe.publisher"] = publisher
+    app.extensions["cafe.committer"] = GroupCommitter(app, socketio, publisher,
+                                                      window=app.config["NOTE_BATCH_WINDOW"],
+                                                      max_batch=app.config["NOTE_BATCH_MAX"])
+    app.extensions.setdefault("cafe.cpu_runner", None)
+
+    from .web import api, pages
+    from .cli import register_cli
+
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(api.bp)
+    realtime.register(app)
+    register_cli(app)
+    pages.install_security_headers(app)
+    logging.getLogger("cafe").setLevel(logging.INFO)
+    return app

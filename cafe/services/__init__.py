@@ -1,0 +1,1 @@
+"""Use cases: load -> call the domain -> commit -> publish (after the commit, never before)."""

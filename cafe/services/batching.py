@@ -1,0 +1,136 @@
+"""Group commit: many small writes, one transaction, each writer answered after its commit.
+
+A socket handler must never stall the server's event loop on a commit per note. Writers submit an
+*operation* (a function of the session and an outbox) and wait; one background task takes everything
+queued, runs each operation inside its own savepoint, commits once, publishes each operation's events,
+and only then wakes each writer with its result. So "acknowledged" always means "committed", and one
+bad operation never spoils the others in its batch.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from sqlalchemy.orm import Session
+
+from .errors import ServiceError
+from .events import Outbox, Publisher
+
+log = logging.getLogger(__name__)
+
+Operation = Callable[[Session, Outbox], Any]
+
+
+@dataclass
+class _Pending:
+    op: Operation
+    done: Any                       # an Event of the server's async mode
+    result: Any = None
+    error: ServiceError | None = None
+    outbox: Outbox = field(default_factory=Outbox)
+
+
+class GroupCommitter:
+    """One writer task per process. ``submit`` blocks the calling task (not the loop) until committed."""
+
+    def __init__(self, app: Any, socketio: Any, publisher: Publisher, *, window: float, max_batch: int) -> None:
+        self.app = app
+        self.socketio = socketio
+        self.publisher = publisher
+        self.window = window
+        self.max_batch = max_batch
+        self._queue: Any = None
+        self._empty: type[BaseException] = Exception
+        self._started = False
+        self._stopping = False
+        self.batches = 0
+        self.operations = 0
+
+    # -- the writers' side ------------------------------------------------------------------------
+    def submit(self, op: Operation, timeout: float = 30.0) -> Any:
+        self._ensure_started()
+        pending = _Pending(op=op, done=self.socketio.server.eio.create_event())
+        self._queue.put(pending)
+        if not pending.done.wait(timeout):
+            raise ServiceError("timeout", "The server is busy; your phone will try again.", 503)
+        if pending.error is not None:
+            raise pending.error
+        return pending.result
+
+    def _ensure_started(self) -> None:
+        if self._started:
+            return
+        eio = self.socketio.server.eio
+        self._queue = eio.create_queue()
+        self._empty = eio.get_queue_empty_exception()
+        self._started = True
+        self.socketio.start_background_task(self._run)
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    # -- the writer task --------------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stopping:
+            try:
+                first = self._queue.get(timeout=0.5)
+            except self._empty:
+                continue
+            batch = [first]
+            deadline = time.monotonic() + self.window
+            while len(batch) < self.max_batch:
+                remaining = deadline - time.monotonic()
+                try:
+                    batch.append(self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait())
+                except self._empty:
+                    if remaining <= 0:
+                        break
+            try:
+                self._commit(batch)
+            except Exception:  # pragma: no cover - last resort: never let the writer task die
+                log.exception("group commit failed")
+                for pending in batch:
+                    if pending.error is None:
+                        pending.error = ServiceError("storage_unavailable", "Could not save; your phone will try again.", 503)
+                    pending.done.set()
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        from ..extensions import db
+
+        with self.app.app_context():
+            session = db.session
+            try:
+                for pending in batch:
+                    savepoint = session.begin_nested()
+                    try:
+                        pending.result = pending.op(session, pending.outbox)
+                        savepoint.commit()
+                    except ServiceError as exc:
+                        savepoint.rollback()
+                        pending.error = exc
+                    except Exception:
+                        savepoint.rollback()
+                        log.exception("operation failed in group commit")
+                        pending.error = ServiceError("internal", "Something went wrong on the server.", 500)
+                try:
+                    session.commit()
+                except Exception:
+                    log.exception("group commit: commit failed")
+                    session.rollback()
+                    for pending in batch:
+                        if pending.error is None:
+                            pending.error = ServiceError("storage_unavailable",
+                                                         "Could not save; your phone will try again.", 503)
+                self.batches += 1
+                self.operations += len(batch)
+            finally:
+                db.session.remove()
+        for pending in batch:
+            if pending.error is None:
+                try:
+                    pending.outbox.publish(self.publisher)
+                except Exception:  # pragma: no cover
+                    log.exception("publishing after commit failed")
+            pending.done.set()

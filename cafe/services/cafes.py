@@ -1,0 +1,273 @@
+"""Planning a café, reading its state, snapshots for each role, and the notes export."""
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from ..domain.clock import RoundClock
+from ..domain.codes import format_join_code, new_join_code
+from ..extensions import db
+from ..models import Cafe, Note, Participant, Seat
+from .errors import ServiceError, forbidden, not_found
+
+PHASES = ("lobby", "round", "break", "ended")
+MAX_QUESTION = 500
+MAX_TITLE = 200
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+# -- planning -------------------------------------------------------------------------------------
+def _validated_settings(data: dict[str, Any]) -> dict[str, Any]:
+    """Check a café's settings from a form or the API; raise ServiceError naming the field."""
+    def whole(key: str, default: int, lo: int, hi: int) -> int:
+        value = data.get(key, default)
+        if value in (None, ""):
+            return default
+        if isinstance(value, bool):
+            raise ServiceError("invalid", f"'{key}' must be a whole number.")
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ServiceError("invalid", f"'{key}' must be a whole number.") from None
+        if isinstance(value, float) and value != number:
+            raise ServiceError("invalid", f"'{key}' must be a whole number.")
+        if not lo <= number <= hi:
+            raise ServiceError("invalid", f"'{key}' must be between {lo} and {hi}.")
+        return number
+
+    title = data.get("title")
+    if not isinstance(title, str) or not title.strip():
+        raise ServiceError("invalid", "The café needs a title.")
+    if len(title.strip()) > MAX_TITLE:
+        raise ServiceError("invalid", f"The title is longer than {MAX_TITLE} characters.")
+    questions = data.get("questions") or []
+    if isinstance(questions, str):
+        questions = [q for q in questions.splitlines()]
+    if not isinstance(questions, list) or not all(isinstance(q, str) for q in questions):
+        raise ServiceError("invalid", "'questions' must be a list of texts.")
+    questions = [q.strip() for q in questions if q.strip()]
+    if any(len(q) > MAX_QUESTION for q in questions):
+        raise ServiceError("invalid", f"A question is longer than {MAX_QUESTION} characters.")
+    rounds = whole("rounds", 3, 1, 12)
+    if len(questions) > rounds:
+        raise ServiceError("invalid", "There are more questions than rounds.")
+    round_minutes = whole("round_minutes", 20, 1, 180)
+    seats = whole("seats_per_table", 5, 2, 12)
+    fixed_tables = data.get("tables")
+    fixed = None if fixed_tables in (None, "", 0, "0") else whole("tables", 0, 1, 500)
+    hosts = data.get("hosts", True)
+    if isinstance(hosts, str):
+        word = hosts.strip().lower()
+        if word not in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):
+            raise ServiceError("invalid", "'hosts' must be true or false.")
+        hosts = word in ("1", "true", "yes", "on")
+    if not isinstance(hosts, bool):
+        raise ServiceError("invalid", "'hosts' must be true or false.")
+    return {"title": title.strip(), "questions": questions, "rounds": rounds,
+            "round_seconds": round_minutes * 60, "seats_per_table": seats, "fixed_tables": fixed, "hosts": hosts}
+
+
+def create_cafe(facilitator_id: int, data: dict[str, Any]) -> Cafe:
+    settings = _validated_settings(data)
+    for _ in range(20):
+        code = new_join_code()
+        if not db.session.scalar(select(Cafe.id).where(Cafe.join_code == code)):
+            break
+    cafe = Cafe(facilitator_id=facilitator_id, join_code=code, created_at=_utcnow(), phase="lobby",
+                current_round=0, version=1, participant_seq=0, joins_open=True, table_count=0,
+                round_duration=0.0, paused_total=0.0, **settings)
+    db.session.add(cafe)
+    db.session.commit()
+    return cafe
+
+
+def cafe_for_facilitator(cafe_id: int, facilitator_id: int, session: Session | None = None,
+                         lock: bool = False) -> Cafe:
+    """The café, if this facilitator runs it; otherwise not found (no hint that it exists)."""
+    session = session or db.session
+    query = select(Cafe).where(Cafe.id == cafe_id)
+    if lock:
+        query = query.with_for_update()
+    cafe = session.scalar(query)
+    if cafe is None:
+        raise not_found()
+    if cafe.facilitator_id != facilitator_id:
+        raise forbidden("This café is run by another facilitator.")
+    return cafe
+
+
+def cafes_of(facilitator_id: int) -> list[Cafe]:
+    return list(db.session.scalars(select(Cafe).where(Cafe.facilitator_id == facilitator_id)
+                                   .order_by(Cafe.id.desc())))
+
+
+def bump_version(session: Session, cafe_id: int, by: int = 1) -> int:
+    """Atomically add to the café's version and return the new value (safe across workers)."""
+    return session.execute(update(Cafe).where(Cafe.id == cafe_id).values(version=Cafe.version + by)
+                           .returning(Cafe.version)).scalar_one()
+
+
+# -- state ----------------------------------------------------------------------------------------
+def question_for(cafe: Cafe, round_no: int) -> str:
+    if not cafe.questions:
+        return ""
+    index = max(1, round_no) - 1
+    return cafe.questions[min(index, len(cafe.questions) - 1)]
+
+
+def clock_of(cafe: Cafe) -> RoundClock | None:
+    if cafe.round_started_at is None:
+        return None
+    return RoundClock(cafe.round_started_at, cafe.round_duration, cafe.paused_at, cafe.paused_total)
+
+
+def participant_counts(session: Session, cafe_id: int) -> dict[str, int]:
+    present = (Participant.cafe_id == cafe_id) & (Participant.removed.is_(False)) & (Participant.left_at.is_(None))
+    count = session.scalar(select(func.count(Participant.id)).where(present)) or 0
+    connected = session.scalar(select(func.count(Participant.id)).where(present & Participant.connected.is_(True))) or 0
+    return {"count": count, "connected": connected}
+
+
+def cafe_state(cafe: Cafe, now: float, session: Session | None = None) -> dict[str, Any]:
+    """The ``cafe_state`` payload: what every screen needs to draw the café's phase and clock."""
+    session = session or db.session
+    clock = clock_of(cafe) if cafe.phase == "round" else None
+    upcoming = cafe.current_round + (1 if cafe.phase == "lobby" else 0)
+    return {
+        "cafe_id": cafe.id,
+        "title": cafe.title,
+        "phase": cafe.phase,
+        "round": cafe.current_round,
+        "rounds": cafe.rounds,
+        "question": question_for(cafe, upcoming or 1),
+        "next_question": question_for(cafe, cafe.current_round + 1) if cafe.current_round < cafe.rounds else None,
+        "ends_at": clock.ends_at(now) if clock else None,
+        "remaining": clock.remaining(now) if clock else None,
+        "duration": cafe.round_duration if clock else cafe.round_seconds,
+        "paused": bool(clock and clock.paused),
+        "time_up": bool(clock and clock.time_up(now)),
+        "server_time": now,
+        "version": cafe.version,
+        "participants": participant_counts(session, cafe.id),
+        "tables": cafe.table_count,
+        "joins_open": cafe.joins_open,
+        "join_code": cafe.join_code,
+        "join_code_display": format_join_code(cafe.join_code),
+    }
+
+
+def note_payload(note: Note, mine: bool | None = None) -> dict[str, Any]:
+    data = {"id": note.id, "client_id": note.client_id, "round": note.round, "table": note.table,
+            "text": note.text, "lang": note.lang, "created_at": note.created_at, "updated_at": note.updated_at,
+            "version": note.version}
+    if mine is not None:
+        data["mine"] = mine
+    return data
+
+
+def seating_payload(session: Session, cafe: Cafe) -> dict[str, Any]:
+    """The table map of the current round, for facilitators: names (or "Guest N") per table."""
+    rows = session.execute(select(Seat, Participant).join(Participant, Seat.participant_id == Participant.id)
+                           .where(Seat.cafe_id == cafe.id, Seat.round == cafe.current_round)
+                           .order_by(Seat.table, Seat.is_host.desc(), Participant.number)).all()
+    tables: dict[int, list[dict[str, Any]]] = {t: [] for t in range(1, cafe.table_count + 1)}
+    for seat, person in rows:
+        tables.setdefault(seat.table, []).append({"id": person.id, "name": person.display_name,
+                                                  "is_host": seat.is_host, "connected": person.connected})
+    return {"round": cafe.current_round,
+            "tables": [{"table": t, "members": members} for t, members in sorted(tables.items())]}
+
+
+def facilitator_snapshot(cafe: Cafe, now: float, session: Session | None = None) -> dict[str, Any]:
+    session = session or db.session
+    people = session.scalars(select(Participant).where(Participant.cafe_id == cafe.id)
+                             .order_by(Participant.number)).all()
+    notes = session.scalars(select(Note).where(Note.cafe_id == cafe.id, Note.deleted_at.is_(None))
+                            .order_by(Note.id)).all()
+    return {
+        "state": cafe_state(cafe, now, session),
+        "participants": [{"id": p.id, "name": p.display_name, "connected": p.connected,
+                          "left": p.left_at is not None or p.removed} for p in people],
+        "seating": seating_payload(session, cafe),
+        "notes": [note_payload(n) | {"hidden": n.hidden} for n in notes],
+    }
+
+
+def current_seat(session: Session, cafe: Cafe, participant_id: int) -> Seat | None:
+    if cafe.current_round == 0:
+        return None
+    return session.scalar(select(Seat).where(Seat.cafe_id == cafe.id, Seat.round == cafe.current_round,
+                                             Seat.participant_id == participant_id))
+
+
+def host_table(session: Session, cafe_id: int, participant_id: int) -> int | None:
+    """The table this participant hosts (hosts stay at one table every round), if any."""
+    return session.scalar(select(Seat.table).where(Seat.cafe_id == cafe_id, Seat.participant_id == participant_id,
+                                                   Seat.is_host.is_(True)).limit(1))
+
+
+def visible_notes(session: Session, cafe: Cafe, participant: Participant) -> list[Note]:
+    """What a participant may read: their own notes, their current table's notes this round, and,
+    for a table host, everything written at their table in earlier rounds."""
+    seat = current_seat(session, cafe, participant.id)
+    clauses = [Note.participant_id == participant.id]
+    if seat is not None:
+        clauses.append((Note.round == cafe.current_round) & (Note.table == seat.table))
+        if seat.is_host:
+            clauses.append((Note.table == seat.table) & (Note.round < cafe.current_round))
+    from sqlalchemy import or_
+    return list(session.scalars(select(Note).where(Note.cafe_id == cafe.id, Note.deleted_at.is_(None),
+                                                   Note.hidden.is_(False), or_(*clauses)).order_by(Note.id)))
+
+
+def seat_payload(cafe: Cafe, seat: Seat | None) -> dict[str, Any] | None:
+    if seat is None:
+        return None
+    return {"round": seat.round, "table": seat.table, "is_host": seat.is_host, "tables": cafe.table_count}
+
+
+def participant_snapshot(cafe: Cafe, participant: Participant, now: float,
+                         session: Session | None = None) -> dict[str, Any]:
+    session = session or db.session
+    seat = current_seat(session, cafe, participant.id)
+    return {
+        "state": cafe_state(cafe, now, session),
+        "seat": seat_payload(cafe, seat),
+        "notes": [note_payload(n, mine=n.participant_id == participant.id)
+                  for n in visible_notes(session, cafe, participant)],
+    }
+
+
+# -- export ---------------------------------------------------------------------------------------
+def _cell(value: Any) -> Any:
+    """Keep spreadsheet programs from running a note as a formula."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def notes_csv(cafe: Cafe, include_names: bool = False) -> str:
+    rows = db.session.execute(select(Note, Participant).outerjoin(Participant, Note.participant_id == Participant.id)
+                              .where(Note.cafe_id == cafe.id, Note.deleted_at.is_(None), Note.hidden.is_(False))
+                              .order_by(Note.round, Note.table, Note.id)).all()
+    out = io.StringIO()
+    writer = csv.writer(out)
+    header = ["round", "table", "question", "text", "time", "language"]
+    if include_names:
+        header.append("name")
+    writer.writerow(header)
+    for note, person in rows:
+        when = datetime.fromtimestamp(note.created_at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        row = [note.round, note.table, _cell(question_for(cafe, note.round)), _cell(note.text), when, note.lang or ""]
+        if include_names:
+            row.append(_cell(person.display_name if person else ""))
+        writer.writerow(row)
+    return out.getvalue()

@@ -1,0 +1,85 @@
+"""Publishing events to clients, behind one small interface.
+
+Services hand a :class:`Publisher` the facts to send *after* their transaction commits. In the app it
+is :class:`SocketIOPublisher` (which also works across worker processes through the message queue);
+tests hand in a :class:`RecordingPublisher`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+def cafe_room(cafe_id: int) -> str:
+    return f"cafe:{cafe_id}"
+
+
+def facilitators_room(cafe_id: int) -> str:
+    return f"cafe:{cafe_id}:facilitators"
+
+
+def table_room(cafe_id: int, round_no: int, table: int) -> str:
+    return f"cafe:{cafe_id}:r{round_no}:t{table}"
+
+
+def participant_room(participant_id: int) -> str:
+    return f"participant:{participant_id}"
+
+
+class Publisher(Protocol):
+    def emit(self, event: str, data: dict[str, Any], to: str | list[str]) -> None: ...
+
+    def move(self, sid: str, leave: list[str], enter: list[str]) -> None: ...
+
+
+@dataclass
+class Outbox:
+    """Events gathered during a use case, published in order once the transaction has committed."""
+
+    emits: list[tuple[str, dict[str, Any], str | list[str]]] = field(default_factory=list)
+    moves: list[tuple[str, list[str], list[str]]] = field(default_factory=list)
+
+    def emit(self, event: str, data: dict[str, Any], to: str | list[str]) -> None:
+        self.emits.append((event, data, to))
+
+    def move(self, sid: str, leave: list[str], enter: list[str]) -> None:
+        self.moves.append((sid, leave, enter))
+
+    def publish(self, publisher: Publisher) -> None:
+        # Rooms first, so the people who just moved receive what follows.
+        for sid, leave, enter in self.moves:
+            publisher.move(sid, leave, enter)
+        for event, data, to in self.emits:
+            publisher.emit(event, data, to)
+
+
+class SocketIOPublisher:
+    def __init__(self, socketio: Any) -> None:
+        self.socketio = socketio
+
+    def emit(self, event: str, data: dict[str, Any], to: str | list[str]) -> None:
+        self.socketio.emit(event, data, to=to)
+
+    def move(self, sid: str, leave: list[str], enter: list[str]) -> None:
+        server = self.socketio.server
+        for room in leave:
+            server.leave_room(sid, room)
+        for room in enter:
+            server.enter_room(sid, room)
+
+
+class RecordingPublisher:
+    """For tests: remembers everything published."""
+
+    def __init__(self) -> None:
+        self.emitted: list[tuple[str, dict[str, Any], str | list[str]]] = []
+        self.moved: list[tuple[str, list[str], list[str]]] = []
+
+    def emit(self, event: str, data: dict[str, Any], to: str | list[str]) -> None:
+        self.emitted.append((event, data, to))
+
+    def move(self, sid: str, leave: list[str], enter: list[str]) -> None:
+        self.moved.append((sid, leave, enter))
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [data for event, data, _ in self.emitted if event == name]

@@ -1,0 +1,96 @@
+"""Sticky notes: written, edited and deleted during a round, through the group committer.
+
+Each function here builds an *operation* for :class:`cafe.services.batching.GroupCommitter`: it runs
+inside the batch's transaction (its own savepoint), returns the answer for its writer, and leaves the
+events to publish in the outbox; the committer publishes them after the commit.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..domain.protocol import NoteAdd, NoteDelete, NoteEdit
+from ..models import Cafe, Note, Participant, Seat
+from .batching import GroupCommitter
+from .cafes import bump_version, note_payload
+from .errors import ServiceError
+from .events import Outbox, facilitators_room, table_room
+
+
+def _writer(session: Session, participant_id: int) -> tuple[Participant, Cafe]:
+    person = session.get(Participant, participant_id)
+    if person is None:
+        raise ServiceError("not_joined", "Join a café first.", 403)
+    if person.removed:
+        raise ServiceError("removed", "The facilitator has removed you from this café.", 403)
+    cafe = session.get(Cafe, person.cafe_id)
+    assert cafe is not None
+    return person, cafe
+
+
+def _own_note(session: Session, participant_id: int, note_id: int) -> tuple[Note, Cafe]:
+    person, cafe = _writer(session, participant_id)
+    note = session.get(Note, note_id)
+    if note is None or note.cafe_id != cafe.id or note.deleted_at is not None:
+        raise ServiceError("not_found", "That note is not there any more.", 404)
+    if note.participant_id != person.id:
+        raise ServiceError("forbidden", "You can change only your own notes.", 403)
+    if cafe.phase != "round" or note.round != cafe.current_round:
+        raise ServiceError("wrong_phase", "Notes can be changed only during their round.", 409)
+    return note, cafe
+
+
+def _rooms(note: Note) -> list[str]:
+    return [table_room(note.cafe_id, note.round, note.table), facilitators_room(note.cafe_id)]
+
+
+def add(committer: GroupCommitter, participant_id: int, cmd: NoteAdd, now: float) -> dict[str, Any]:
+    """Write a note at the writer's table; a resent ``client_id`` returns the note already stored."""
+    def op(session: Session, outbox: Outbox) -> dict[str, Any]:
+        person, cafe = _writer(session, participant_id)
+        existing = session.scalar(select(Note).where(Note.participant_id == person.id,
+                                                     Note.client_id == cmd.client_id))
+        if existing is not None:
+            return {"note": note_payload(existing, mine=True), "duplicate": True}
+        if cafe.phase != "round":
+            raise ServiceError("wrong_phase", "Notes can be written while a round is running.", 409)
+        table = session.scalar(select(Seat.table).where(Seat.cafe_id == cafe.id, Seat.round == cafe.current_round,
+                                                        Seat.participant_id == person.id))
+        if table is None:
+            raise ServiceError("no_seat", "You will get a table in the next round.", 409)
+        version = bump_version(session, cafe.id)
+        note = Note(cafe_id=cafe.id, participant_id=person.id, client_id=cmd.client_id, round=cafe.current_round,
+                    table=table, text=cmd.text, lang=cmd.lang or person.language, created_at=now, updated_at=now,
+                    version=version, hidden=False)
+        session.add(note)
+        session.flush()
+        outbox.emit("note_added", {"note": note_payload(note), "version": version}, _rooms(note))
+        return {"note": note_payload(note, mine=True), "duplicate": False}
+    return committer.submit(op)
+
+
+def edit(committer: GroupCommitter, participant_id: int, cmd: NoteEdit, now: float) -> dict[str, Any]:
+    def op(session: Session, outbox: Outbox) -> dict[str, Any]:
+        note, cafe = _own_note(session, participant_id, cmd.note_id)
+        if note.text != cmd.text:
+            note.text = cmd.text
+            note.updated_at = now
+            note.version = bump_version(session, cafe.id)
+            session.flush()
+            outbox.emit("note_updated", {"note": note_payload(note), "version": note.version}, _rooms(note))
+        return {"note": note_payload(note, mine=True)}
+    return committer.submit(op)
+
+
+def delete(committer: GroupCommitter, participant_id: int, cmd: NoteDelete, now: float) -> dict[str, Any]:
+    def op(session: Session, outbox: Outbox) -> dict[str, Any]:
+        note, cafe = _own_note(session, participant_id, cmd.note_id)
+        note.deleted_at = now
+        note.version = bump_version(session, cafe.id)
+        session.flush()
+        outbox.emit("note_deleted", {"note_id": note.id, "round": note.round, "table": note.table,
+                                     "version": note.version}, _rooms(note))
+        return {"note_id": note.id}
+    return committer.submit(op)

@@ -1,0 +1,148 @@
+"""Residents joining, rejoining, leaving and dropping off."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from ..domain.codes import hash_secret, new_secret, normalise_join_code
+from ..domain.protocol import ParticipantJoin
+from ..extensions import db
+from ..models import Cafe, Participant
+from .cafes import bump_version, current_seat, facilitator_snapshot, participant_counts, participant_snapshot
+from .errors import ServiceError
+from .events import Outbox, Publisher, cafe_room, facilitators_room, participant_room, table_room
+
+__all__ = ["JoinResult", "join", "leave", "disconnect", "facilitator_join"]
+
+
+@dataclass
+class JoinResult:
+    participant: Participant
+    rejoin_token: str | None      # only for a new participant (the phone keeps it)
+    snapshot: dict[str, Any] | None
+    rejoined: bool
+
+    def answer(self) -> dict[str, Any]:
+        p = self.participant
+        data: dict[str, Any] = {
+            "participant": {"id": p.id, "name": p.display_name, "number": p.number, "language": p.language,
+                            "cafe_id": p.cafe_id},
+            "rejoined": self.rejoined,
+            "snapshot": self.snapshot,
+            "up_to_date": self.snapshot is None,
+        }
+        if self.rejoin_token:
+            data["rejoin_token"] = self.rejoin_token
+        return data
+
+
+def rooms_for(cafe: Cafe, participant: Participant) -> list[str]:
+    rooms = [cafe_room(cafe.id), participant_room(participant.id)]
+    seat = current_seat(db.session, cafe, participant.id)
+    if seat is not None:
+        rooms.append(table_room(cafe.id, cafe.current_round, seat.table))
+    return rooms
+
+
+def _presence_event(outbox: Outbox, cafe_id: int, participant: Participant | None = None) -> None:
+    counts = participant_counts(db.session, cafe_id)
+    outbox.emit("participants_changed", counts, cafe_room(cafe_id))
+    detail = dict(counts)
+    if participant is not None:
+        detail["participant"] = {"id": participant.id, "name": participant.display_name,
+                                 "connected": participant.connected,
+                                 "left": participant.left_at is not None or participant.removed}
+    outbox.emit("participants_changed", detail, facilitators_room(cafe_id))
+
+
+def join(cmd: ParticipantJoin, sid: str | None, now: float, publisher: Publisher) -> JoinResult:
+    """Join a café by its code, or rejoin with the token the phone kept."""
+    code = normalise_join_code(cmd.join_code)
+    cafe = db.session.scalar(select(Cafe).where(Cafe.join_code == code))
+    if cafe is None:
+        raise ServiceError("unknown_code", "No café has that code. Please check it with the facilitator.", 404)
+    token: str | None = None
+    rejoined = cmd.rejoin_token is not None
+    if cmd.rejoin_token:
+        person = db.session.scalar(select(Participant).where(Participant.token_hash == hash_secret(cmd.rejoin_token)))
+        if person is None or person.cafe_id != cafe.id:
+            raise ServiceError("bad_token", "This phone's place in the café was not found; please join again.", 403)
+        if person.removed:
+            raise ServiceError("removed", "The facilitator has removed you from this café.", 403)
+        if cmd.name and cmd.name != person.name:
+            person.name = cmd.name
+        if cmd.language:
+            person.language = cmd.language
+        if person.left_at is not None:
+            person.left_at = None
+            bump_version(db.session, cafe.id)
+    else:
+        if cafe.phase == "ended":
+            raise ServiceError("cafe_ended", "This café has ended. Thank you for taking part!", 403)
+        if not cafe.joins_open:
+            raise ServiceError("joins_closed", "This café is not taking new people right now.", 403)
+        token = new_secret(32)
+        number = db.session.execute(
+            Cafe.__table__.update().where(Cafe.id == cafe.id).values(participant_seq=Cafe.participant_seq + 1)
+            .returning(Cafe.participant_seq)).scalar_one()
+        person = Participant(cafe_id=cafe.id, number=number, name=cmd.name, language=cmd.language or "en",
+                             token_hash=hash_secret(token), joined_at=now, last_seen_at=now, connected=True,
+                             removed=False, fixed=False)
+        db.session.add(person)
+        bump_version(db.session, cafe.id)
+    person.connected = True
+    person.sid = sid
+    person.last_seen_at = now
+    db.session.flush()
+    db.session.refresh(cafe)
+    up_to_date = cmd.since_version is not None and cmd.since_version >= cafe.version
+    snapshot = None if up_to_date else participant_snapshot(cafe, person, now)
+    outbox = Outbox()
+    if sid:
+        outbox.move(sid, [], rooms_for(cafe, person))
+    _presence_event(outbox, cafe.id, person)
+    db.session.commit()
+    outbox.publish(publisher)
+    return JoinResult(person, token, snapshot, rejoined)
+
+
+def leave(participant_id: int, now: float, publisher: Publisher) -> None:
+    """The resident said they are leaving: no seat in the next round; their notes stay."""
+    person = db.session.get(Participant, participant_id)
+    if person is None:
+        raise ServiceError("not_joined", "Join a café first.", 403)
+    if person.left_at is None:
+        person.left_at = now
+        person.last_seen_at = now
+        bump_version(db.session, person.cafe_id)
+    outbox = Outbox()
+    _presence_event(outbox, person.cafe_id, person)
+    db.session.commit()
+    outbox.publish(publisher)
+
+
+def disconnect(participant_id: int, sid: str, now: float, publisher: Publisher) -> None:
+    """A phone's connection dropped: soft presence, the seat is kept for the grace period."""
+    person = db.session.get(Participant, participant_id)
+    if person is None:
+        return
+    if person.sid == sid:
+        person.connected = False
+        person.sid = None
+    person.last_seen_at = now
+    outbox = Outbox()
+    _presence_event(outbox, person.cafe_id, person)
+    db.session.commit()
+    outbox.publish(publisher)
+
+
+def facilitator_join(cafe: Cafe, sid: str | None, since_version: int | None, now: float,
+                     publisher: Publisher) -> dict[str, Any]:
+    up_to_date = since_version is not None and since_version >= cafe.version
+    snapshot = None if up_to_date else facilitator_snapshot(cafe, now)
+    if sid:
+        publisher.move(sid, [], [facilitators_room(cafe.id)])
+    db.session.rollback()
+    return {"cafe_id": cafe.id, "snapshot": snapshot, "up_to_date": up_to_date, "version": cafe.version}

@@ -1,0 +1,232 @@
+"""Running the café: rounds, the round clock, seating, and the end of the café."""
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from sqlalchemy import select
+
+from ..domain.clock import RoundClock
+from ..domain.seating import RoundPlan, SeatingProblem, plan_round, table_count
+from ..extensions import db
+from ..models import Cafe, Participant, Seat
+from .cafes import bump_version, cafe_for_facilitator, cafe_state, clock_of, seat_payload, seating_payload
+from .errors import ServiceError
+from .events import Outbox, Publisher, cafe_room, facilitators_room, participant_room, table_room
+
+#: Runs CPU-bound planning off the event loop where the server can (eventlet's tpool); by default inline.
+CpuRunner = Callable[..., Any]
+
+
+def _inline(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return fn(*args, **kwargs)
+
+
+def _broadcast_state(outbox: Outbox, cafe: Cafe, now: float) -> None:
+    outbox.emit("cafe_state", cafe_state(cafe, now), [cafe_room(cafe.id), facilitators_room(cafe.id)])
+
+
+def _present(cafe: Cafe, now: float, grace: float) -> list[Participant]:
+    """Who gets a seat: joined, not gone, and connected or seen within the grace period."""
+    people = db.session.scalars(select(Participant).where(
+        Participant.cafe_id == cafe.id, Participant.removed.is_(False), Participant.left_at.is_(None))
+        .order_by(Participant.number)).all()
+    return [p for p in people if p.connected or now - p.last_seen_at <= grace]
+
+
+def _history(cafe: Cafe) -> tuple[list[list[list[int]]], dict[int, int]]:
+    """Past rounds as table lists (0-based table index) and the hosts (participant -> 0-based table)."""
+    seats = db.session.scalars(select(Seat).where(Seat.cafe_id == cafe.id).order_by(Seat.round, Seat.table)).all()
+    by_round: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
+    hosts: dict[int, int] = {}
+    for seat in seats:
+        by_round[seat.round][seat.table - 1].append(seat.participant_id)
+        if seat.is_host:
+            hosts[seat.participant_id] = seat.table - 1
+    history = []
+    for round_no in sorted(by_round):
+        tables = by_round[round_no]
+        width = max(tables) + 1 if tables else 0
+        history.append([tables.get(t, []) for t in range(width)])
+    return history, hosts
+
+
+def _problem(cafe: Cafe, present: list[Participant]) -> SeatingProblem:
+    history, hosts = _history(cafe)
+    ids = [p.id for p in present]
+    present_ids = set(ids)
+    if cafe.fixed_tables:
+        tables = cafe.fixed_tables
+    else:
+        tables = table_count(len(ids), cafe.seats_per_table)
+        if cafe.table_count and cafe.hosts:
+            # Keep every table whose host is still here.
+            tables = max(tables, min(cafe.table_count, 1 + max((t for p, t in hosts.items() if p in present_ids),
+                                                                 default=-1)))
+    tables = max(1, min(tables, len(ids)))
+    return SeatingProblem(
+        participants=tuple(ids), tables=tables,
+        history=tuple(tuple(tuple(t) for t in rnd) for rnd in history),
+        hosts={p: t for p, t in hosts.items() if p in present_ids and t < tables},
+        fixed=frozenset(p.id for p in present if p.fixed),
+        seed=cafe.id)
+
+
+def _choose_hosts(plan_tables: list[list[int]], present: list[Participant]) -> set[int]:
+    """Round 1 with hosts: at each table, a person who cannot move hosts if there is one, else the one who
+    joined first (they have been in the room longest)."""
+    by_id = {p.id: p for p in present}
+    hosts = set()
+    for members in plan_tables:
+        if members:
+            hosts.add(min(members, key=lambda pid: (not by_id[pid].fixed, by_id[pid].joined_at, pid)))
+    return hosts
+
+
+def seating_preview(facilitator_id: int, cafe_id: int, now: float, grace: float, time_limit: float,
+                    run: CpuRunner = _inline) -> dict[str, Any]:
+    """For the control view: the coming round's repeats and the proven minimum."""
+    cafe = cafe_for_facilitator(cafe_id, facilitator_id)
+    present = _present(cafe, now, grace)
+    db.session.rollback()
+    if cafe.phase not in ("lobby", "break") or not present or cafe.current_round >= cafe.rounds:
+        return {"round": None, "present": len(present)}
+    problem = _problem(cafe, present)
+    plan: RoundPlan = run(plan_round, problem, time_limit=time_limit)
+    return {"round": cafe.current_round + 1, "present": len(present), "tables": problem.tables,
+            "repeats": plan.repeats, "lower_bound": plan.lower_bound, "warnings": plan.warnings}
+
+
+def start_round(facilitator_id: int, cafe_id: int, now: float, publisher: Publisher, *, grace: float,
+                time_limit: float, run: CpuRunner = _inline) -> dict[str, Any]:
+    """Start the next round (the first from the lobby): seat everyone present and start the clock."""
+    cafe = cafe_for_facilitator(cafe_id, facilitator_id, lock=True)
+    if cafe.phase not in ("lobby", "break"):
+        raise ServiceError("wrong_phase", "A round is already running; end it first." if cafe.phase == "round"
+                           else "This café has ended.", 409)
+    if cafe.current_round >= cafe.rounds:
+        raise ServiceError("no_more_rounds", "All planned rounds are done.", 409)
+    present = _present(cafe, now, grace)
+    if not present:
+        raise ServiceError("nobody_here", "Nobody has joined yet.", 409)
+    problem = _problem(cafe, present)
+    plan: RoundPlan = run(plan_round, problem, time_limit=time_limit)
+    round_no = cafe.current_round + 1
+    host_ids = set(problem.hosts)
+    if round_no == 1 and cafe.hosts:
+        host_ids = _choose_hosts(plan.tables, present)
+    old_round = cafe.current_round
+    old_tables = {s.participant_id: s.table for s in db.session.scalars(
+        select(Seat).where(Seat.cafe_id == cafe.id, Seat.round == old_round))} if old_round else {}
+    seats = []
+    for index, members in enumerate(plan.tables):
+        for pid in members:
+            seat = Seat(cafe_id=cafe.id, round=round_no, participant_id=pid, table=index + 1,
+                        is_host=pid in host_ids)
+            db.session.add(seat)
+            seats.append(seat)
+    cafe.phase = "round"
+    cafe.current_round = round_no
+    cafe.table_count = len(plan.tables)
+    cafe.round_started_at = now
+    cafe.round_duration = float(cafe.round_seconds)
+    cafe.paused_at = None
+    cafe.paused_total = 0.0
+    db.session.flush()
+    cafe.version = bump_version(db.session, cafe.id)
+    outbox = Outbox()
+    by_id = {p.id: p for p in present}
+    for seat in seats:
+        person = by_id[seat.participant_id]
+        if person.sid:
+            leave = [table_room(cafe.id, old_round, old_tables[person.id])] if person.id in old_tables else []
+            outbox.move(person.sid, leave, [table_room(cafe.id, round_no, seat.table)])
+        outbox.emit("seat_assigned", seat_payload(cafe, seat) | {"cafe_id": cafe.id}, participant_room(person.id))
+    _broadcast_state(outbox, cafe, now)
+    outbox.emit("seating_changed", seating_payload(db.session, cafe) | {
+        "repeats": plan.repeats, "lower_bound": plan.lower_bound, "warnings": plan.warnings},
+        facilitators_room(cafe.id))
+    state = cafe_state(cafe, now)
+    db.session.commit()
+    outbox.publish(publisher)
+    return {"state": state, "repeats": plan.repeats, "lower_bound": plan.lower_bound, "warnings": plan.warnings}
+
+
+def _change_clock(facilitator_id: int, cafe_id: int, now: float, publisher: Publisher,
+                  change: Callable[[RoundClock], RoundClock]) -> dict[str, Any]:
+    cafe = cafe_for_facilitator(cafe_id, facilitator_id, lock=True)
+    clock = clock_of(cafe)
+    if cafe.phase != "round" or clock is None:
+        raise ServiceError("wrong_phase", "No round is running.", 409)
+    new = change(clock)
+    if new != clock:
+        cafe.round_duration, cafe.paused_at, cafe.paused_total = new.duration, new.paused_at, new.paused_total
+        cafe.version = bump_version(db.session, cafe.id)
+    outbox = Outbox()
+    _broadcast_state(outbox, cafe, now)
+    state = cafe_state(cafe, now)
+    db.session.commit()
+    outbox.publish(publisher)
+    return {"state": state}
+
+
+def pause(facilitator_id: int, cafe_id: int, now: float, publisher: Publisher) -> dict[str, Any]:
+    return _change_clock(facilitator_id, cafe_id, now, publisher, lambda c: c.pause(now))
+
+
+def resume(facilitator_id: int, cafe_id: int, now: float, publisher: Publisher) -> dict[str, Any]:
+    return _change_clock(facilitator_id, cafe_id, now, publisher, lambda c: c.resume(now))
+
+
+def extend(facilitator_id: int, cafe_id: int, seconds: int, now: float, publisher: Publisher) -> dict[str, Any]:
+    def change(clock: RoundClock) -> RoundClock:
+        if seconds < 0 and clock.remaining(now) + seconds < 0:
+            raise ServiceError("out_of_range", "There is less time left than that.")
+        return clock.extend(seconds, now)
+    return _change_clock(facilitator_id, cafe_id, now, publisher, change)
+
+
+def end_round(facilitator_id: int, cafe_id: int, now: float, publisher: Publisher) -> dict[str, Any]:
+    cafe = cafe_for_facilitator(cafe_id, facilitator_id, lock=True)
+    if cafe.phase != "round":
+        raise ServiceError("wrong_phase", "No round is running.", 409)
+    cafe.phase = "break"
+    cafe.paused_at = None
+    cafe.version = bump_version(db.session, cafe.id)
+    outbox = Outbox()
+    _broadcast_state(outbox, cafe, now)
+    state = cafe_state(cafe, now)
+    db.session.commit()
+    outbox.publish(publisher)
+    return {"state": state}
+
+
+def end_cafe(facilitator_id: int, cafe_id: int, now: float, publisher: Publisher) -> dict[str, Any]:
+    cafe = cafe_for_facilitator(cafe_id, facilitator_id, lock=True)
+    if cafe.phase == "ended":
+        raise ServiceError("wrong_phase", "This café has already ended.", 409)
+    cafe.phase = "ended"
+    cafe.paused_at = None
+    cafe.ended_at = datetime.now(timezone.utc).replace(tzinfo=None)
+    cafe.version = bump_version(db.session, cafe.id)
+    outbox = Outbox()
+    _broadcast_state(outbox, cafe, now)
+    state = cafe_state(cafe, now)
+    db.session.commit()
+    outbox.publish(publisher)
+    return {"state": state}
+
+
+def set_joins_open(facilitator_id: int, cafe_id: int, is_open: bool, now: float,
+                   publisher: Publisher) -> dict[str, Any]:
+    cafe = cafe_for_facilitator(cafe_id, facilitator_id, lock=True)
+    if cafe.joins_open != is_open:
+        cafe.joins_open = is_open
+        cafe.version = bump_version(db.session, cafe.id)
+    outbox = Outbox()
+    _broadcast_state(outbox, cafe, now)
+    state = cafe_state(cafe, now)
+    db.session.commit()
+    outbox.publish(publisher)
+    return {"state": state}

@@ -1,0 +1,1 @@
+"""Thin adapters: parse, authorize, call one service, answer."""

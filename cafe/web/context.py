@@ -1,0 +1,66 @@
+"""What handlers need from the app: the clock, the publisher, the committer, limiters, the caller."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import current_app, request, session
+
+from ..domain.ratelimit import SlidingWindowLimiter
+from ..services import accounts
+from ..services.batching import GroupCommitter
+from ..services.events import Publisher
+
+
+def now() -> float:
+    return time.time()
+
+
+def publisher() -> Publisher:
+    return current_app.extensions["cafe.publisher"]
+
+
+def committer() -> GroupCommitter:
+    return current_app.extensions["cafe.committer"]
+
+
+def cpu_runner() -> Any:
+    runner = current_app.extensions.get("cafe.cpu_runner")
+    return runner or (lambda fn, *a, **kw: fn(*a, **kw))
+
+
+def limiter(name: str, limit: int, window: float) -> SlidingWindowLimiter:
+    """A per-process limiter by name (created on first use)."""
+    key = f"cafe.limiter.{name}"
+    if key not in current_app.extensions:
+        current_app.extensions[key] = SlidingWindowLimiter(limit, window)
+    return current_app.extensions[key]
+
+
+def client_address() -> str:
+    """The caller's address, for rate limits only (never stored). Behind a proxy, set TRUST_PROXY=1."""
+    if current_app.config.get("TRUST_PROXY") and request.headers.get("X-Forwarded-For"):
+        return request.headers["X-Forwarded-For"].split(",")[0].strip()
+    return request.remote_addr or "?"
+
+
+def session_facilitator_id() -> int | None:
+    fid = session.get("facilitator_id")
+    return fid if isinstance(fid, int) else None
+
+
+def bearer_facilitator_id() -> int | None:
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        fac = accounts.facilitator_for_token(header[7:].strip())
+        return fac.id if fac else None
+    return None
+
+
+def grace() -> float:
+    return float(current_app.config["PRESENCE_GRACE_SECONDS"])
+
+
+def join_url(code: str) -> str:
+    base = current_app.config.get("PUBLIC_URL") or request.host_url.rstrip("/")
+    return f"{base.rstrip('/')}/j/{code}"

@@ -1,0 +1,258 @@
+"""HTML pages: setup, login, the facilitator's cafés, dashboard, control view, and the phone."""
+from __future__ import annotations
+
+import hmac
+import secrets
+from functools import wraps
+from typing import Any, Callable
+
+from flask import (Blueprint, Flask, Response, abort, current_app, g, redirect, render_template, request,
+                   session, url_for)
+from flask_babel import gettext as _
+
+from ..domain.codes import format_join_code, normalise_join_code
+from ..services import accounts
+from ..services.cafes import cafe_for_facilitator, cafes_of, create_cafe, notes_csv
+from ..services.errors import ServiceError
+from . import context as ctx
+from .qr import qr_svg
+from .strings import LANGUAGE_NAMES, js_strings
+
+bp = Blueprint("pages", __name__)
+
+LOGIN_ATTEMPTS_PER_MINUTE = 10
+
+
+# -- security ---------------------------------------------------------------------------------------
+def csrf_token() -> str:
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(32)
+    return session["csrf"]
+
+
+@bp.before_app_request
+def _check_csrf() -> None:
+    if request.method == "POST" and request.blueprint == "pages":
+        sent = request.form.get("csrf_token", "")
+        if not sent or not hmac.compare_digest(sent, session.get("csrf", "")):
+            abort(400, description=_("The form expired. Please go back, reload the page and try again."))
+
+
+@bp.app_context_processor
+def _template_globals() -> dict[str, Any]:
+    return {"csrf_token": csrf_token, "current_facilitator_id": ctx.session_facilitator_id(),
+            "js_strings": js_strings, "language_names": LANGUAGE_NAMES}
+
+
+def install_security_headers(app: Flask) -> None:
+    @app.after_request
+    def _headers(response: Response) -> Response:
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+            "frame-ancestors 'none'")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        if request.path.startswith("/static/"):
+            response.headers["Cache-Control"] = "public, max-age=3600"
+        return response
+
+
+def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        fid = ctx.session_facilitator_id()
+        if fid is None or accounts.get_facilitator(fid) is None:
+            session.pop("facilitator_id", None)
+            return redirect(url_for("pages.login", next=request.path))
+        g.facilitator_id = fid
+        return view(*args, **kwargs)
+    return wrapped
+
+
+def _own_cafe(cafe_id: int) -> Any:
+    try:
+        return cafe_for_facilitator(cafe_id, g.facilitator_id)
+    except ServiceError:
+        abort(404)
+
+
+def _safe_next(target: str | None) -> str:
+    if target and target.startswith("/") and not target.startswith("//"):
+        return target
+    return url_for("pages.home")
+
+
+# -- accounts ---------------------------------------------------------------------------------------
+@bp.get("/")
+def home() -> Any:
+    if accounts.facilitator_count() == 0:
+        return redirect(url_for("pages.setup"))
+    fid = ctx.session_facilitator_id()
+    if fid is None or accounts.get_facilitator(fid) is None:
+        return render_template("welcome.html")
+    return render_template("home.html", cafes=cafes_of(fid), format_join_code=format_join_code)
+
+
+@bp.route("/setup", methods=["GET", "POST"])
+def setup() -> Any:
+    if accounts.facilitator_count() > 0:
+        return redirect(url_for("pages.login"))
+    error = None
+    if request.method == "POST":
+        try:
+            fac = accounts.create_first_facilitator(request.form.get("email", ""), request.form.get("password", ""))
+        except ServiceError as exc:
+            error = exc.message
+        else:
+            session.clear()
+            session["facilitator_id"] = fac.id
+            return redirect(url_for("pages.home"))
+    return render_template("setup.html", error=error), (400 if error else 200)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    error = None
+    if request.method == "POST":
+        limiter = ctx.limiter("logins", LOGIN_ATTEMPTS_PER_MINUTE, 60.0)
+        if not limiter.hit(ctx.client_address(), ctx.now()):
+            return render_template("login.html", error=_("Too many attempts. Please wait a minute.")), 429
+        fac = accounts.authenticate(request.form.get("email", ""), request.form.get("password", ""))
+        if fac is None:
+            error = _("That e-mail and password do not match.")
+        else:
+            session.clear()
+            session["facilitator_id"] = fac.id
+            return redirect(_safe_next(request.args.get("next")))
+    return render_template("login.html", error=error), (401 if error else 200)
+
+
+@bp.post("/logout")
+def logout() -> Any:
+    session.clear()
+    return redirect(url_for("pages.home"))
+
+
+@bp.route("/account", methods=["GET", "POST"])
+@login_required
+def account() -> Any:
+    new_token = None
+    if request.method == "POST":
+        _token, new_token = accounts.create_token(g.facilitator_id, request.form.get("label", ""))
+    fac = accounts.get_facilitator(g.facilitator_id)
+    return render_template("account.html", facilitator=fac, tokens=accounts.list_tokens(g.facilitator_id),
+                           new_token=new_token)
+
+
+@bp.post("/account/tokens/<int:token_id>/revoke")
+@login_required
+def revoke_token(token_id: int) -> Any:
+    try:
+        accounts.revoke_token(g.facilitator_id, token_id)
+    except ServiceError:
+        abort(404)
+    return redirect(url_for("pages.account"))
+
+
+# -- cafés ------------------------------------------------------------------------------------------
+@bp.route("/cafes/new", methods=["GET", "POST"])
+@login_required
+def new_cafe() -> Any:
+    error = None
+    form: dict[str, Any] = {"rounds": 3, "round_minutes": 20, "seats_per_table": 5, "hosts": True}
+    if request.method == "POST":
+        form = {k: request.form.get(k, "") for k in ("title", "questions", "rounds", "round_minutes",
+                                                      "seats_per_table", "tables")}
+        form["hosts"] = request.form.get("hosts") == "on"
+        try:
+            cafe = create_cafe(g.facilitator_id, form)
+        except ServiceError as exc:
+            error = exc.message
+        else:
+            return redirect(url_for("pages.cafe_page", cafe_id=cafe.id))
+    return render_template("new_cafe.html", error=error, form=form), (400 if error else 200)
+
+
+@bp.get("/cafes/<int:cafe_id>")
+@login_required
+def cafe_page(cafe_id: int) -> Any:
+    cafe = _own_cafe(cafe_id)
+    return render_template("cafe.html", cafe=cafe, join_url=ctx.join_url(cafe.join_code),
+                           code=format_join_code(cafe.join_code))
+
+
+@bp.get("/cafes/<int:cafe_id>/dashboard")
+@login_required
+def dashboard(cafe_id: int) -> Any:
+    cafe = _own_cafe(cafe_id)
+    url = ctx.join_url(cafe.join_code)
+    return render_template("dashboard.html", cafe=cafe, join_url=url, qr=qr_svg(url),
+                           code=format_join_code(cafe.join_code))
+
+
+@bp.get("/cafes/<int:cafe_id>/control")
+@login_required
+def control(cafe_id: int) -> Any:
+    cafe = _own_cafe(cafe_id)
+    return render_template("control.html", cafe=cafe, join_url=ctx.join_url(cafe.join_code),
+                           code=format_join_code(cafe.join_code))
+
+
+@bp.get("/cafes/<int:cafe_id>/qr.svg")
+@login_required
+def qr(cafe_id: int) -> Any:
+    cafe = _own_cafe(cafe_id)
+    return Response(qr_svg(ctx.join_url(cafe.join_code)), mimetype="image/svg+xml")
+
+
+@bp.get("/cafes/<int:cafe_id>/notes.csv")
+def notes_export(cafe_id: int) -> Any:
+    fid = ctx.session_facilitator_id() or ctx.bearer_facilitator_id()
+    if fid is None:
+        abort(401)
+    try:
+        cafe = cafe_for_facilitator(cafe_id, fid)
+    except ServiceError:
+        abort(404)
+    include_names = request.args.get("names") in ("1", "true", "yes")
+    body = notes_csv(cafe, include_names=include_names)
+    name = f"cafe-{cafe.id}-notes.csv"
+    return Response("\ufeff" + body, mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+# -- phones -----------------------------------------------------------------------------------------
+@bp.get("/join")
+def join_form() -> Any:
+    code = request.args.get("code")
+    if code:
+        return redirect(url_for("pages.phone", code=normalise_join_code(code)[:16]))
+    return render_template("join_code.html")
+
+
+@bp.get("/j/<code>")
+def phone(code: str) -> Any:
+    code = normalise_join_code(code)[:16]
+    return render_template("phone.html", code=code, code_display=format_join_code(code),
+                           languages=current_app.config["LANGUAGES"])
+
+
+@bp.get("/healthz")
+def healthz() -> Any:
+    return {"ok": True}
+
+
+@bp.app_errorhandler(400)
+@bp.app_errorhandler(401)
+@bp.app_errorhandler(403)
+@bp.app_errorhandler(404)
+@bp.app_errorhandler(405)
+@bp.app_errorhandler(413)
+@bp.app_errorhandler(429)
+def _error_page(error: Any) -> Any:
+    if request.path.startswith("/api/"):
+        return {"ok": False, "error": {"code": error.name.lower().replace(" ", "_"),
+                                       "message": error.description}}, error.code
+    return render_template("error.html", error=error), error.code

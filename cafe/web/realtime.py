@@ -1,0 +1,226 @@
+"""Socket.IO handlers: parse the payload, check who is asking, call one service, answer.
+
+Every command is acknowledged with ``{"ok": true, ...}`` or ``{"ok": false, "error": {code, message}}``;
+no handler lets an exception reach the transport.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any, Callable
+
+from flask import current_app, request
+
+from ..domain import protocol as p
+from ..extensions import db, socketio
+from ..services import accounts, notes, participants, rounds
+from ..services.cafes import cafe_for_facilitator
+from ..services.errors import ServiceError
+from . import context as ctx
+
+log = logging.getLogger(__name__)
+
+NOTES_PER_MINUTE = 30
+FAILED_JOINS_PER_MINUTE = 20
+
+
+@dataclass
+class Identity:
+    facilitator_id: int | None = None
+    participant_id: int | None = None
+    cafe_id: int | None = None
+
+
+def _identities() -> dict[str, Identity]:
+    return current_app.extensions.setdefault("cafe.identities", {})
+
+
+def _identity() -> Identity:
+    return _identities().setdefault(request.sid, Identity())  # type: ignore[attr-defined]
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"ok": False, "error": {"code": code, "message": message}}
+
+
+def command(event: str, model: type[p.Command] | None, role: str | None) -> Callable[[Callable[..., Any]], Any]:
+    """Register a validated, authorized, always-answering handler for ``event``."""
+    def decorate(fn: Callable[..., dict[str, Any] | None]) -> Callable[..., Any]:
+        @wraps(fn)
+        def handler(*args: Any) -> dict[str, Any]:
+            try:
+                payload = args[0] if args else None
+                cmd = model.parse(payload) if model is not None else None
+                ident = _identity()
+                if role == "facilitator" and ident.facilitator_id is None:
+                    raise ServiceError("unauthorized", "Only a signed-in facilitator can do that.", 401)
+                if role == "participant" and ident.participant_id is None:
+                    raise ServiceError("not_joined", "Join a café first.", 403)
+                result = fn(cmd, ident) or {}
+                return {"ok": True, **result}
+            except p.ProtocolError as exc:
+                db.session.rollback()
+                return exc.as_dict()
+            except Exception:
+                log.exception("handler %s failed", event)
+                db.session.rollback()
+                return _error("internal", "Something went wrong on the server. Please try again.")
+            finally:
+                db.session.remove()
+        socketio.on_event(event, handler)
+        return handler
+    return decorate
+
+
+@socketio.on("connect")
+def on_connect(auth: Any = None) -> bool:
+    ident = Identity()
+    try:
+        token = auth.get("token") if isinstance(auth, dict) else None
+        if isinstance(token, str):
+            fac = accounts.facilitator_for_token(token)
+            if fac is None:
+                return False          # a wrong token is refused outright
+            ident.facilitator_id = fac.id
+        else:
+            ident.facilitator_id = ctx.session_facilitator_id()
+    finally:
+        db.session.remove()
+    _identities()[request.sid] = ident  # type: ignore[attr-defined]
+    return True
+
+
+@socketio.on("disconnect")
+def on_disconnect(*_args: Any) -> None:
+    ident = _identities().pop(request.sid, None)  # type: ignore[attr-defined]
+    if ident is None or ident.participant_id is None:
+        return
+    try:
+        participants.disconnect(ident.participant_id, request.sid, ctx.now(), ctx.publisher())  # type: ignore[attr-defined]
+    except Exception:
+        log.exception("disconnect bookkeeping failed")
+        db.session.rollback()
+    finally:
+        db.session.remove()
+
+
+@socketio.on("*")
+def on_unknown(event: str, *_args: Any) -> dict[str, Any]:
+    return _error("unknown_event", f"There is no '{str(event)[:40]}' command.")
+
+
+# -- phones -------------------------------------------------------------------------------------------
+@command("participant_join", p.ParticipantJoin, role=None)
+def participant_join(cmd: p.ParticipantJoin, ident: Identity) -> dict[str, Any]:
+    address = ctx.client_address()
+    failures = ctx.limiter("failed_joins", FAILED_JOINS_PER_MINUTE, 60.0)
+    now = ctx.now()
+    if not failures.allowed(address, now):
+        raise ServiceError("rate_limited", "Too many wrong codes from this network; wait a minute and try again.", 429)
+    try:
+        result = participants.join(cmd, request.sid, now, ctx.publisher())  # type: ignore[attr-defined]
+    except ServiceError as exc:
+        if exc.code in ("unknown_code", "bad_token"):
+            failures.hit(address, now)
+        raise
+    ident.participant_id = result.participant.id
+    ident.cafe_id = result.participant.cafe_id
+    return result.answer()
+
+
+@command("participant_leave", p.ParticipantLeave, role="participant")
+def participant_leave(_cmd: p.ParticipantLeave, ident: Identity) -> dict[str, Any]:
+    assert ident.participant_id is not None
+    participants.leave(ident.participant_id, ctx.now(), ctx.publisher())
+    return {}
+
+
+@command("note_add", p.NoteAdd, role="participant")
+def note_add(cmd: p.NoteAdd, ident: Identity) -> dict[str, Any]:
+    assert ident.participant_id is not None
+    if not ctx.limiter("notes", NOTES_PER_MINUTE, 60.0).hit(ident.participant_id, ctx.now()):
+        raise ServiceError("rate_limited", "That is a lot of notes at once; wait a moment and try again.", 429)
+    return notes.add(ctx.committer(), ident.participant_id, cmd, ctx.now())
+
+
+@command("note_edit", p.NoteEdit, role="participant")
+def note_edit(cmd: p.NoteEdit, ident: Identity) -> dict[str, Any]:
+    assert ident.participant_id is not None
+    return notes.edit(ctx.committer(), ident.participant_id, cmd, ctx.now())
+
+
+@command("note_delete", p.NoteDelete, role="participant")
+def note_delete(cmd: p.NoteDelete, ident: Identity) -> dict[str, Any]:
+    assert ident.participant_id is not None
+    return notes.delete(ctx.committer(), ident.participant_id, cmd, ctx.now())
+
+
+# -- facilitators --------------------------------------------------------------------------------------
+@command("facilitator_join", p.FacilitatorJoin, role="facilitator")
+def facilitator_join(cmd: p.FacilitatorJoin, ident: Identity) -> dict[str, Any]:
+    assert ident.facilitator_id is not None
+    cafe = cafe_for_facilitator(cmd.cafe_id, ident.facilitator_id)
+    return participants.facilitator_join(cafe, request.sid, cmd.since_version, ctx.now(),  # type: ignore[attr-defined]
+                                         ctx.publisher())
+
+
+@command("round_start", p.CafeCommand, role="facilitator")
+def round_start(cmd: p.CafeCommand, ident: Identity) -> dict[str, Any]:
+    assert ident.facilitator_id is not None
+    return rounds.start_round(ident.facilitator_id, cmd.cafe_id, ctx.now(), ctx.publisher(), grace=ctx.grace(),
+                              time_limit=current_app.config["SEATING_TIME_LIMIT"], run=ctx.cpu_runner())
+
+
+@command("round_pause", p.CafeCommand, role="facilitator")
+def round_pause(cmd: p.CafeCommand, ident: Identity) -> dict[str, Any]:
+    assert ident.facilitator_id is not None
+    return rounds.pause(ident.facilitator_id, cmd.cafe_id, ctx.now(), ctx.publisher())
+
+
+@command("round_resume", p.CafeCommand, role="facilitator")
+def round_resume(cmd: p.CafeCommand, ident: Identity) -> dict[str, Any]:
+    assert ident.facilitator_id is not None
+    return rounds.resume(ident.facilitator_id, cmd.cafe_id, ctx.now(), ctx.publisher())
+
+
+@command("round_extend", p.RoundExtend, role="facilitator")
+def round_extend(cmd: p.RoundExtend, ident: Identity) -> dict[str, Any]:
+    assert ident.facilitator_id is not None
+    return rounds.extend(ident.facilitator_id, cmd.cafe_id, cmd.seconds, ctx.now(), ctx.publisher())
+
+
+@command("round_end", p.CafeCommand, role="facilitator")
+def round_end(cmd: p.CafeCommand, ident: Identity) -> dict[str, Any]:
+    assert ident.facilitator_id is not None
+    return rounds.end_round(ident.facilitator_id, cmd.cafe_id, ctx.now(), ctx.publisher())
+
+
+@command("cafe_end", p.CafeCommand, role="facilitator")
+def cafe_end(cmd: p.CafeCommand, ident: Identity) -> dict[str, Any]:
+    assert ident.facilitator_id is not None
+    return rounds.end_cafe(ident.facilitator_id, cmd.cafe_id, ctx.now(), ctx.publisher())
+
+
+@command("joins_close", p.CafeCommand, role="facilitator")
+def joins_close(cmd: p.CafeCommand, ident: Identity) -> dict[str, Any]:
+    assert ident.facilitator_id is not None
+    return rounds.set_joins_open(ident.facilitator_id, cmd.cafe_id, False, ctx.now(), ctx.publisher())
+
+
+@command("joins_open", p.CafeCommand, role="facilitator")
+def joins_open(cmd: p.CafeCommand, ident: Identity) -> dict[str, Any]:
+    assert ident.facilitator_id is not None
+    return rounds.set_joins_open(ident.facilitator_id, cmd.cafe_id, True, ctx.now(), ctx.publisher())
+
+
+@command("seating_preview", p.CafeCommand, role="facilitator")
+def seating_preview(cmd: p.CafeCommand, ident: Identity) -> dict[str, Any]:
+    assert ident.facilitator_id is not None
+    return rounds.seating_preview(ident.facilitator_id, cmd.cafe_id, ctx.now(), ctx.grace(),
+                                  current_app.config["SEATING_TIME_LIMIT"], run=ctx.cpu_runner())
+
+
+def register(app: Any) -> None:
+    """Handlers are bound to the shared SocketIO object at import; each app keeps its own identities."""
+    app.extensions["cafe.identities"] = {}

@@ -1,0 +1,174 @@
+/* cafe: shared helpers for the phone, dashboard and control views.
+ * ES5 on purpose: it must run on old phones' default browsers. Everything a person wrote is inserted
+ * with textContent, never as HTML. */
+(function () {
+  'use strict';
+  var Cafe = window.Cafe = {};
+
+  var stringsEl = document.getElementById('cafe-strings');
+  Cafe.strings = stringsEl ? JSON.parse(stringsEl.textContent) : {};
+
+  /* Translated string by key, with %(name)s placeholders. */
+  Cafe.t = function (key, vars) {
+    var s = Cafe.strings[key] || key;
+    if (vars) {
+      s = s.replace(/%\((\w+)\)s/g, function (m, name) {
+        return vars.hasOwnProperty(name) ? String(vars[name]) : m;
+      });
+    }
+    return s;
+  };
+
+  /* Build an element; text children become text nodes (never HTML). */
+  Cafe.el = function (tag, attrs, children) {
+    var node = document.createElement(tag);
+    var key;
+    if (attrs) {
+      for (key in attrs) {
+        if (!attrs.hasOwnProperty(key) || attrs[key] === null || attrs[key] === undefined) { continue; }
+        if (key === 'text') { node.textContent = attrs[key]; }
+        else if (key === 'className') { node.className = attrs[key]; }
+        else { node.setAttribute(key, attrs[key]); }
+      }
+    }
+    if (children) {
+      for (var i = 0; i < children.length; i++) {
+        var child = children[i];
+        if (child === null || child === undefined) { continue; }
+        node.appendChild(typeof child === 'string' ? document.createTextNode(child) : child);
+      }
+    }
+    return node;
+  };
+
+  Cafe.clear = function (node) {
+    while (node.firstChild) { node.removeChild(node.firstChild); }
+  };
+
+  Cafe.byId = function (id) { return document.getElementById(id); };
+
+  /* --- the round clock: server-authoritative timestamps, counted down locally --- */
+  var offsetMs = 0;   // server clock minus this device's clock
+  Cafe.syncClock = function (state) {
+    if (state && typeof state.server_time === 'number') {
+      offsetMs = state.server_time * 1000 - Date.now();
+    }
+  };
+  Cafe.serverNow = function () { return (Date.now() + offsetMs) / 1000; };
+  Cafe.remaining = function (state) {
+    if (!state || state.phase !== 'round' || typeof state.ends_at !== 'number') { return null; }
+    if (state.paused) { return Math.max(0, state.remaining || 0); }
+    return Math.max(0, state.ends_at - Cafe.serverNow());
+  };
+  Cafe.formatTime = function (seconds) {
+    var s = Math.ceil(seconds);
+    var m = Math.floor(s / 60);
+    var r = s % 60;
+    return m + ':' + (r < 10 ? '0' : '') + r;
+  };
+  Cafe.spokenTime = function (seconds) {
+    var m = Math.ceil(seconds / 60);
+    return m <= 1 ? Cafe.t('less than a minute left') : Cafe.t('%(n)s minutes left', {n: m});
+  };
+
+  /* --- tables: number + colour + shape, so colour is never the only signal --- */
+  var COLOURS = 8;
+  var SHAPES = ['circle', 'square', 'triangle', 'diamond', 'pentagon', 'hexagon', 'star', 'cross'];
+  var SHAPE_POINTS = {
+    triangle: '50,6 94,90 6,90',
+    diamond: '50,4 96,50 50,96 4,50',
+    pentagon: '50,5 95,38 78,92 22,92 5,38',
+    hexagon: '27,6 73,6 96,50 73,94 27,94 4,50',
+    star: '50,4 61,36 95,36 67,57 78,92 50,70 22,92 33,57 5,36 39,36',
+    cross: '35,5 65,5 65,35 95,35 95,65 65,65 65,95 35,95 35,65 5,65 5,35 35,35'
+  };
+  Cafe.tableStyle = function (n) {
+    var i = n - 1;
+    return {colour: i % COLOURS, shape: SHAPES[(i + Math.floor(i / COLOURS)) % SHAPES.length]};
+  };
+  Cafe.shapeName = function (n) { return Cafe.t('shape_' + Cafe.tableStyle(n).shape); };
+  Cafe.tableShape = function (n) {
+    var style = Cafe.tableStyle(n);
+    var ns = 'http://www.w3.org/2000/svg';
+    var svg = document.createElementNS(ns, 'svg');
+    svg.setAttribute('viewBox', '0 0 100 100');
+    svg.setAttribute('aria-hidden', 'true');
+    svg.setAttribute('focusable', 'false');
+    svg.setAttribute('class', 'shape shape-' + style.shape);
+    var shape;
+    if (style.shape === 'circle') {
+      shape = document.createElementNS(ns, 'circle');
+      shape.setAttribute('cx', '50'); shape.setAttribute('cy', '50'); shape.setAttribute('r', '46');
+    } else if (style.shape === 'square') {
+      shape = document.createElementNS(ns, 'rect');
+      shape.setAttribute('x', '6'); shape.setAttribute('y', '6');
+      shape.setAttribute('width', '88'); shape.setAttribute('height', '88');
+    } else {
+      shape = document.createElementNS(ns, 'polygon');
+      shape.setAttribute('points', SHAPE_POINTS[style.shape]);
+    }
+    svg.appendChild(shape);
+    return svg;
+  };
+  /* A badge: coloured shape with the table number on it. */
+  Cafe.tableBadge = function (n, extraClass) {
+    var style = Cafe.tableStyle(n);
+    var badge = Cafe.el('span', {className: 'table-badge colour-' + style.colour + (extraClass ? ' ' + extraClass : '')});
+    badge.appendChild(Cafe.tableShape(n));
+    badge.appendChild(Cafe.el('span', {className: 'table-number', text: String(n)}));
+    return badge;
+  };
+
+  /* --- the socket --- */
+  Cafe.connect = function (auth) {
+    /* websocket first (no sticky sessions needed); long-polling only as a fallback */
+    return window.io({transports: ['websocket', 'polling'], auth: auth || undefined,
+                      reconnectionDelayMax: 5000, timeout: 10000});
+  };
+
+  /* Emit a command and call back with its answer; a timeout answers as an error. */
+  Cafe.command = function (socket, event, payload, done, timeoutMs) {
+    var finished = false;
+    var timer = setTimeout(function () {
+      if (!finished) { finished = true; if (done) { done({ok: false, error: {code: 'timeout', message: Cafe.t('No answer from the server.')}}); } }
+    }, timeoutMs || 10000);
+    socket.emit(event, payload, function (answer) {
+      if (finished) { return; }
+      finished = true;
+      clearTimeout(timer);
+      if (done) { done(answer || {ok: false, error: {code: 'no_answer', message: ''}}); }
+    });
+  };
+
+  Cafe.uuid = function () {
+    if (window.crypto && window.crypto.randomUUID) { return window.crypto.randomUUID(); }
+    var bytes = new Uint8Array(16);
+    (window.crypto || window.msCrypto).getRandomValues(bytes);
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    var hex = [];
+    for (var i = 0; i < 16; i++) { hex.push((bytes[i] + 0x100).toString(16).substr(1)); }
+    return hex.slice(0, 4).join('') + '-' + hex.slice(4, 6).join('') + '-' + hex.slice(6, 8).join('') + '-' +
+      hex.slice(8, 10).join('') + '-' + hex.slice(10, 16).join('');
+  };
+
+  Cafe.store = {
+    get: function (key, fallback) {
+      try { var v = window.localStorage.getItem(key); return v === null ? fallback : JSON.parse(v); }
+      catch (e) { return fallback; }
+    },
+    set: function (key, value) {
+      try { window.localStorage.setItem(key, JSON.stringify(value)); } catch (e) { /* private mode */ }
+    },
+    remove: function (key) { try { window.localStorage.removeItem(key); } catch (e) { /* ignore */ } }
+  };
+
+  Cafe.phaseLabel = function (state) {
+    if (!state) { return ''; }
+    if (state.phase === 'lobby') { return Cafe.t('Waiting to start'); }
+    if (state.phase === 'round') { return Cafe.t('Round %(n)s of %(total)s', {n: state.round, total: state.rounds}); }
+    if (state.phase === 'break') { return Cafe.t('Round %(n)s is over', {n: state.round}); }
+    if (state.phase === 'ended') { return Cafe.t('The café has ended'); }
+    return state.phase;
+  };
+})();

@@ -1,0 +1,101 @@
+/* cafe: the facilitator's live model, shared by the projector dashboard and the control view.
+ * Keeps the café's state, table map, participants and notes up to date from the socket. */
+(function () {
+  'use strict';
+  var C = window.Cafe;
+
+  C.live = function (cafeId, onChange) {
+    var model = {state: null, seating: {round: 0, tables: []}, participants: {}, notes: {}, preview: null,
+                 version: null, socket: null};
+    var socket = model.socket = C.connect();
+
+    function changed(what) { onChange(model, what); }
+
+    function applySnapshot(s) {
+      model.state = s.state;
+      C.syncClock(s.state);
+      model.seating = s.seating;
+      model.participants = {};
+      for (var i = 0; i < s.participants.length; i++) { model.participants[s.participants[i].id] = s.participants[i]; }
+      model.notes = {};
+      for (var j = 0; j < s.notes.length; j++) { model.notes[s.notes[j].id] = s.notes[j]; }
+      model.version = s.state.version;
+    }
+
+    function join() {
+      var payload = {cafe_id: cafeId};
+      if (model.version !== null) { payload.since_version = model.version; }
+      C.command(socket, 'facilitator_join', payload, function (answer) {
+        if (!answer.ok) { model.error = answer.error.message; changed('error'); return; }
+        if (answer.snapshot) { applySnapshot(answer.snapshot); }
+        changed('snapshot');
+      });
+    }
+
+    socket.on('connect', function () { model.online = true; join(); changed('connection'); });
+    socket.on('disconnect', function () { model.online = false; changed('connection'); });
+    socket.on('cafe_state', function (s) {
+      var roundChanged = !model.state || model.state.round !== s.round || model.state.phase !== s.phase;
+      model.state = s; model.version = s.version; C.syncClock(s);
+      changed(roundChanged ? 'phase' : 'state');
+    });
+    socket.on('seating_changed', function (s) { model.seating = s; changed('seating'); });
+    socket.on('participants_changed', function (m) {
+      if (model.state) { model.state.participants = {count: m.count, connected: m.connected}; }
+      if (m.participant) { model.participants[m.participant.id] = m.participant; }
+      changed('participants');
+    });
+    socket.on('note_added', function (m) { model.notes[m.note.id] = m.note; model.version = m.version; changed('notes'); });
+    socket.on('note_updated', function (m) { model.notes[m.note.id] = m.note; changed('notes'); });
+    socket.on('note_deleted', function (m) { delete model.notes[m.note_id]; changed('notes'); });
+
+    model.command = function (event, extra, done) {
+      var payload = {cafe_id: cafeId};
+      if (extra) { for (var k in extra) { if (extra.hasOwnProperty(k)) { payload[k] = extra[k]; } } }
+      C.command(socket, event, payload, done || function () {});
+    };
+    return model;
+  };
+
+  /* Table cards for the current round: badge, who sits there, and (optionally) the notes arriving. */
+  C.drawTables = function (container, model, withNotes) {
+    C.clear(container);
+    var seating = model.seating || {tables: []};
+    var byTable = {};
+    var ids = Object.keys(model.notes).map(Number).sort(function (a, b) { return a - b; });
+    for (var i = 0; i < ids.length; i++) {
+      var note = model.notes[ids[i]];
+      if (note.round === seating.round && !note.hidden) {
+        (byTable[note.table] = byTable[note.table] || []).push(note);
+      }
+    }
+    for (var t = 0; t < seating.tables.length; t++) {
+      var table = seating.tables[t];
+      var card = C.el('li', {className: 'table-tile colour-' + C.tableStyle(table.table).colour});
+      var head = C.el('div', {className: 'tile-head'});
+      head.appendChild(C.tableBadge(table.table));
+      head.appendChild(C.el('span', {className: 'tile-title', text: C.t('Table %(n)s', {n: table.table})}));
+      card.appendChild(head);
+      var names = C.el('p', {className: 'members'});
+      for (var m = 0; m < table.members.length; m++) {
+        var member = table.members[m];
+        var span = C.el('span', {className: 'member' + (member.is_host ? ' host' : ''), text: member.name + (member.is_host ? ' (' + C.t('host') + ')' : '')});
+        names.appendChild(span);
+        if (m < table.members.length - 1) { names.appendChild(document.createTextNode(', ')); }
+      }
+      card.appendChild(names);
+      if (withNotes) {
+        var list = C.el('ul', {className: 'tile-notes'});
+        var notes = byTable[table.table] || [];
+        for (var n = Math.max(0, notes.length - 6); n < notes.length; n++) {
+          list.appendChild(C.el('li', {className: 'sticky', text: notes[n].text, dir: 'auto', lang: notes[n].lang || null}));
+        }
+        if (notes.length > 6) {
+          card.appendChild(C.el('p', {className: 'more', text: '+' + (notes.length - 6)}));
+        }
+        card.appendChild(list);
+      }
+      container.appendChild(card);
+    }
+  };
+})();

@@ -1,0 +1,357 @@
+/* cafe: the resident's phone. Join, go to your table, see the question and time left, write notes.
+ * Notes wait in an outbox in this browser's storage until the server says they are saved. */
+(function () {
+  'use strict';
+  var C = window.Cafe;
+  var root = C.byId('phone');
+  var code = root.getAttribute('data-code');
+  var tokenKey = 'cafe.token.' + code;
+  var outboxKey = 'cafe.outbox.' + code;
+  var versionKey = 'cafe.version.' + code;
+
+  var socket = null;
+  var me = null;          // {id, name, ...}
+  var state = null;       // cafe_state
+  var seat = null;        // {round, table, is_host}
+  var notes = {};         // id -> note
+  var outbox = C.store.get(outboxKey, []);   // [{client_id, text, lang}]
+  var tableCardDismissedFor = null;
+  var lastAnnounced = {phase: null, minute: null};
+
+  var views = {
+    join: C.byId('view-join'), lobby: C.byId('view-lobby'), table: C.byId('view-table'),
+    round: C.byId('view-round'), ended: C.byId('view-ended')
+  };
+
+  function show(name) {
+    for (var key in views) {
+      if (views.hasOwnProperty(key)) { views[key].hidden = key !== name; }
+    }
+  }
+
+  function announce(text) {
+    var live = C.byId('announcer');
+    live.textContent = '';
+    setTimeout(function () { live.textContent = text; }, 50);
+  }
+
+  function setStatus(kind) {
+    var el = C.byId('connection');
+    el.className = 'connection ' + kind;
+    el.textContent = kind === 'online' ? C.t('Connected') : C.t('Offline: your notes are kept and sent when the connection returns');
+  }
+
+  /* --- joining --- */
+  function join(name, language) {
+    var payload = {join_code: code};
+    var token = C.store.get(tokenKey, null);
+    if (token) {
+      payload.rejoin_token = token;
+      var since = C.store.get(versionKey, null);
+      if (since !== null && state) { payload.since_version = since; }
+    }
+    if (name) { payload.name = name; }
+    if (language) { payload.language = language; }
+    C.command(socket, 'participant_join', payload, function (answer) {
+      if (!answer.ok) {
+        if (answer.error && answer.error.code === 'bad_token') {
+          C.store.remove(tokenKey);
+          show('join');
+        }
+        showJoinError(answer.error ? answer.error.message : '');
+        return;
+      }
+      if (answer.rejoin_token) { C.store.set(tokenKey, answer.rejoin_token); }
+      me = answer.participant;
+      C.byId('my-name').textContent = me.name;
+      if (answer.snapshot) { applySnapshot(answer.snapshot); }
+      render();
+      flushOutbox();
+    });
+  }
+
+  function showJoinError(message) {
+    var err = C.byId('join-error');
+    err.textContent = message || C.t('Could not join. Please try again.');
+    err.hidden = false;
+    show(me ? 'lobby' : 'join');
+  }
+
+  function applySnapshot(snapshot) {
+    setState(snapshot.state);
+    seat = snapshot.seat;
+    notes = {};
+    for (var i = 0; i < snapshot.notes.length; i++) { notes[snapshot.notes[i].id] = snapshot.notes[i]; }
+  }
+
+  function setState(newState) {
+    state = newState;
+    C.syncClock(state);
+    C.store.set(versionKey, state.version);
+  }
+
+  /* --- drawing --- */
+  function render() {
+    if (!state || !me) { return; }
+    C.byId('phase').textContent = C.phaseLabel(state);
+    var question = state.question || '';
+    var qs = document.querySelectorAll('.question-text');
+    for (var i = 0; i < qs.length; i++) { qs[i].textContent = question; }
+    if (state.phase === 'ended') {
+      show('ended');
+    } else if (state.phase === 'lobby' || !seat || seat.round !== state.round) {
+      C.byId('lobby-message').textContent = state.phase === 'lobby' ? C.t('You are in. The facilitator will start soon.')
+        : C.t('You will get a table when the next round starts.');
+      show('lobby');
+    } else if (tableCardDismissedFor !== seat.round) {
+      drawTableCard();
+      show('table');
+    } else {
+      drawRound();
+      show('round');
+    }
+    announcePhase();
+    tick();
+  }
+
+  function drawTableCard() {
+    var holder = C.byId('table-card');
+    C.clear(holder);
+    holder.className = 'table-card colour-' + C.tableStyle(seat.table).colour;
+    holder.setAttribute('data-round', String(seat.round));
+    holder.appendChild(C.tableBadge(seat.table, 'huge'));
+    holder.appendChild(C.el('p', {className: 'go-to', text: C.t('Go to table %(n)s', {n: seat.table})}));
+    holder.appendChild(C.el('p', {className: 'shape-name', text: C.shapeName(seat.table)}));
+    if (seat.is_host) {
+      holder.appendChild(C.el('p', {className: 'host-note',
+        text: C.t('You are the host of table %(n)s: stay here, welcome newcomers, and share what was said before.', {n: seat.table})}));
+    }
+  }
+
+  function drawRound() {
+    var badge = C.byId('my-table');
+    C.clear(badge);
+    badge.appendChild(C.tableBadge(seat.table));
+    badge.appendChild(C.el('span', {text: C.t('Table %(n)s', {n: seat.table})}));
+    C.byId('host-banner').hidden = !seat.is_host;
+    var canWrite = state.phase === 'round';
+    C.byId('note-form').hidden = !canWrite;
+    C.byId('round-over').hidden = state.phase !== 'break';
+    drawNotes();
+  }
+
+  function drawNotes() {
+    var list = C.byId('notes');
+    var earlier = C.byId('earlier-notes');
+    C.clear(list);
+    C.clear(earlier);
+    var ids = Object.keys(notes).map(Number).sort(function (a, b) { return a - b; });
+    var pendingIds = {};
+    for (var k = 0; k < outbox.length; k++) { pendingIds[outbox[k].client_id] = true; }
+    var countNow = 0, countEarlier = 0;
+    for (var i = 0; i < ids.length; i++) {
+      var note = notes[ids[i]];
+      if (seat && note.round === seat.round && note.table === seat.table) {
+        list.appendChild(noteItem(note, true)); countNow++;
+      } else if (seat && seat.is_host && note.table === seat.table && note.round < seat.round) {
+        earlier.appendChild(noteItem(note, false)); countEarlier++;
+      }
+    }
+    for (var j = 0; j < outbox.length; j++) {
+      list.appendChild(pendingItem(outbox[j])); countNow++;
+    }
+    C.byId('no-notes').hidden = countNow > 0;
+    C.byId('earlier-section').hidden = countEarlier === 0;
+  }
+
+  function noteItem(note, current) {
+    var li = C.el('li', {className: 'note' + (note.mine ? ' mine' : ''), lang: note.lang || null, dir: 'auto'});
+    li.appendChild(C.el('p', {className: 'note-text', text: note.text, dir: 'auto'}));
+    var meta = C.el('div', {className: 'note-meta'});
+    if (!current) { meta.appendChild(C.el('span', {text: C.t('Round %(n)s', {n: note.round})})); }
+    if (note.mine) {
+      meta.appendChild(C.el('span', {className: 'saved', text: C.t('saved')}));
+      if (current && state.phase === 'round') {
+        var edit = C.el('button', {type: 'button', className: 'link', text: C.t('Edit')});
+        edit.addEventListener('click', function () { editNote(note); });
+        var del = C.el('button', {type: 'button', className: 'link danger', text: C.t('Delete')});
+        del.addEventListener('click', function () { deleteNote(note); });
+        meta.appendChild(edit);
+        meta.appendChild(del);
+      }
+    }
+    li.appendChild(meta);
+    return li;
+  }
+
+  function pendingItem(item) {
+    var li = C.el('li', {className: 'note mine pending', dir: 'auto'});
+    li.appendChild(C.el('p', {className: 'note-text', text: item.text, dir: 'auto'}));
+    li.appendChild(C.el('div', {className: 'note-meta'}, [C.el('span', {className: 'waiting', text: C.t('waiting to send')})]));
+    return li;
+  }
+
+  function announcePhase() {
+    var key = state.phase + ':' + state.round + ':' + (seat ? seat.table : '');
+    if (lastAnnounced.phase === key) { return; }
+    lastAnnounced.phase = key;
+    if (state.phase === 'round' && seat && seat.round === state.round) {
+      announce(C.t('Go to table %(n)s', {n: seat.table}) + '. ' + (state.question || ''));
+    } else if (state.phase === 'break') {
+      announce(C.t('Time is up. The round is over.'));
+    } else if (state.phase === 'ended') {
+      announce(C.t('The café has ended'));
+    }
+  }
+
+  function tick() {
+    var left = C.remaining(state);
+    var timer = C.byId('time-left');
+    if (left === null) {
+      timer.textContent = '';
+      C.byId('time-up').hidden = true;
+      return;
+    }
+    timer.textContent = C.formatTime(left) + (state.paused ? ' · ' + C.t('paused') : '');
+    C.byId('time-up').hidden = left > 0;
+    var minute = Math.ceil(left / 60);
+    if ((minute === 5 || minute === 1) && lastAnnounced.minute !== minute && left > 0) {
+      lastAnnounced.minute = minute;
+      announce(C.spokenTime(left));
+    }
+  }
+
+  /* --- notes --- */
+  function saveOutbox() { C.store.set(outboxKey, outbox); }
+
+  function sendNote(item) {
+    if (!socket || !socket.connected) { return; }
+    C.command(socket, 'note_add', {client_id: item.client_id, text: item.text, lang: item.lang || undefined}, function (answer) {
+      if (answer.ok) {
+        removeFromOutbox(item.client_id);
+        notes[answer.note.id] = answer.note;
+        drawIfRound();
+      } else if (answer.error && ['timeout', 'storage_unavailable', 'no_answer', 'internal', 'rate_limited'].indexOf(answer.error.code) < 0) {
+        // refused for good (round over, too long, ...): tell the person, keep the text for them
+        removeFromOutbox(item.client_id);
+        C.byId('note-error').textContent = answer.error.message + ' ' + C.t('Your note was:') + ' ' + item.text;
+        C.byId('note-error').hidden = false;
+        drawIfRound();
+      }
+    });
+  }
+
+  function removeFromOutbox(clientId) {
+    outbox = outbox.filter(function (x) { return x.client_id !== clientId; });
+    saveOutbox();
+  }
+
+  function flushOutbox() {
+    for (var i = 0; i < outbox.length; i++) { sendNote(outbox[i]); }
+  }
+
+  function drawIfRound() { if (!views.round.hidden) { drawNotes(); } }
+
+  function editNote(note) {
+    var text = window.prompt(C.t('Edit your note'), note.text);
+    if (text === null) { return; }
+    text = text.trim();
+    if (!text) { return; }
+    C.command(socket, 'note_edit', {note_id: note.id, text: text}, function (answer) {
+      if (answer.ok) { notes[answer.note.id] = answer.note; drawNotes(); }
+      else { C.byId('note-error').textContent = answer.error.message; C.byId('note-error').hidden = false; }
+    });
+  }
+
+  function deleteNote(note) {
+    if (!window.confirm(C.t('Delete this note?'))) { return; }
+    C.command(socket, 'note_delete', {note_id: note.id}, function (answer) {
+      if (answer.ok) { delete notes[note.id]; drawNotes(); }
+      else { C.byId('note-error').textContent = answer.error.message; C.byId('note-error').hidden = false; }
+    });
+  }
+
+  /* --- wiring --- */
+  function start() {
+    socket = C.connect();
+    socket.on('connect', function () {
+      setStatus('online');
+      if (C.store.get(tokenKey, null)) { join(); }
+    });
+    socket.on('disconnect', function () { setStatus('offline'); });
+    socket.on('connect_error', function () { setStatus('offline'); });
+    socket.on('cafe_state', function (s) { setState(s); render(); });
+    socket.on('seat_assigned', function (s) {
+      seat = s;
+      tableCardDismissedFor = null;
+      // notes of an earlier table are no longer this table's
+      render();
+    });
+    socket.on('note_added', function (m) { notes[m.note.id] = markMine(m.note); C.store.set(versionKey, m.version); drawIfRound(); });
+    socket.on('note_updated', function (m) { notes[m.note.id] = markMine(m.note); drawIfRound(); });
+    socket.on('note_deleted', function (m) { delete notes[m.note_id]; drawIfRound(); });
+    socket.on('participants_changed', function () { /* the phone does not need the count */ });
+  }
+
+  function markMine(note) {
+    var old = notes[note.id];
+    note.mine = !!(old && old.mine);
+    for (var i = 0; i < outbox.length; i++) { if (outbox[i].client_id === note.client_id) { note.mine = true; } }
+    return note;
+  }
+
+  C.byId('join-form').addEventListener('submit', function (e) {
+    e.preventDefault();
+    C.byId('join-error').hidden = true;
+    var name = C.byId('name').value.trim();
+    var language = C.byId('language').value;
+    if (!socket.connected) { showJoinError(C.t('No connection yet. Please wait a moment and try again.')); return; }
+    join(name, language);
+  });
+
+  C.byId('im-here').addEventListener('click', function () {
+    tableCardDismissedFor = seat ? seat.round : null;
+    render();
+    C.byId('note-text').focus();
+  });
+
+  C.byId('note-form').addEventListener('submit', function (e) {
+    e.preventDefault();
+    var field = C.byId('note-text');
+    var text = field.value.trim();
+    C.byId('note-error').hidden = true;
+    if (!text) { return; }
+    var item = {client_id: C.uuid(), text: text, lang: me ? me.language : undefined};
+    outbox.push(item);
+    saveOutbox();
+    field.value = '';
+    updateCounter();
+    drawNotes();
+    sendNote(item);
+  });
+
+  function updateCounter() {
+    var field = C.byId('note-text');
+    var left = 280 - field.value.length;
+    C.byId('note-count').textContent = C.t('%(n)s characters left', {n: left});
+  }
+  C.byId('note-text').addEventListener('input', updateCounter);
+
+  C.byId('leave').addEventListener('click', function () {
+    if (!window.confirm(C.t('Leave the café? Your notes stay.'))) { return; }
+    C.command(socket, 'participant_leave', {}, function () {
+      C.byId('lobby-message').textContent = C.t('You have left. Thank you! Scan the code again to come back.');
+    });
+  });
+
+  setInterval(function () { if (state) { tick(); } }, 1000);
+
+  if (C.store.get(tokenKey, null)) {
+    C.byId('lobby-message').textContent = C.t('Reconnecting…');
+    show('lobby');
+  } else {
+    show('join');
+  }
+  updateCounter();
+  start();
+})();

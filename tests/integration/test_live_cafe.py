@@ -1,0 +1,385 @@
+"""The live café through Flask-SocketIO's test client: every event, its errors, and who may do what."""
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.conftest import Actions
+
+
+def names(sock: Any) -> list[tuple[str, Any]]:
+    return [(pkt["name"], pkt["args"][0] if pkt["args"] else None) for pkt in sock.get_received()]
+
+
+def of(events: list[tuple[str, Any]], name: str) -> list[Any]:
+    return [payload for event, payload in events if event == name]
+
+
+@pytest.fixture
+def cafe_ready(actions: Actions) -> dict[str, Any]:
+    fac = actions.facilitator()
+    cafe = actions.cafe(fac, rounds=3, seats_per_table=2, hosts=False)
+    dash = actions.facilitator_socket(fac, cafe["id"])
+    dash.get_received()
+    return {"fac": fac, "cafe": cafe, "dash": dash}
+
+
+def start(dash: Any, cafe_id: int, event: str = "round_start", **extra: Any) -> dict[str, Any]:
+    return dash.emit(event, {"cafe_id": cafe_id} | extra, callback=True)
+
+
+def test_join_gives_token_snapshot_and_guest_name(actions: Actions, cafe_ready: dict[str, Any]) -> None:
+    phone, answer = actions.phone(cafe_ready["cafe"]["join_code"])
+    assert answer["ok"], answer
+    assert answer["participant"]["name"] == "Guest 1"
+    assert len(answer["rejoin_token"]) >= 40
+    snap = answer["snapshot"]
+    assert snap["state"]["phase"] == "lobby"
+    assert snap["state"]["question"] == "What would make this place healthier?"
+    assert snap["seat"] is None and snap["notes"] == []
+    events = names(cafe_ready["dash"])
+    changed = of(events, "participants_changed")
+    assert changed and changed[-1]["count"] == 1 and changed[-1]["participant"]["name"] == "Guest 1"
+
+
+def test_join_code_is_forgiving_and_unknown_codes_are_refused(actions: Actions, cafe_ready: dict[str, Any]) -> None:
+    code = cafe_ready["cafe"]["join_code"]
+    spaced = f"{code[:3].lower()} {code[3:].lower()}"
+    _phone, answer = actions.phone(spaced, name="Amina")
+    assert answer["ok"] and answer["participant"]["name"] == "Amina"
+    _phone2, bad = actions.phone("ZZZZZZ")
+    assert bad == {"ok": False, "error": {"code": "unknown_code", "message": bad["error"]["message"]}}
+
+
+def test_rejoin_keeps_identity_and_since_version_skips_snapshot(actions: Actions, cafe_ready: dict[str, Any]) -> None:
+    code = cafe_ready["cafe"]["join_code"]
+    phone, first = actions.phone(code, name="Joao")
+    phone.disconnect()
+    again, second = actions.phone(code, rejoin_token=first["rejoin_token"])
+    assert second["ok"] and second["participant"]["id"] == first["participant"]["id"]
+    assert "rejoin_token" not in second and second["rejoined"]
+    version = second["snapshot"]["state"]["version"]
+    _third, third = actions.phone(code, rejoin_token=first["rejoin_token"], since_version=version)
+    assert third["ok"] and third["up_to_date"] and third["snapshot"] is None
+
+
+def test_rejoin_token_works_only_for_its_cafe(actions: Actions, cafe_ready: dict[str, Any]) -> None:
+    other = actions.cafe(cafe_ready["fac"], title="Another café")
+    _p, first = actions.phone(cafe_ready["cafe"]["join_code"])
+    _q, answer = actions.phone(other["join_code"], rejoin_token=first["rejoin_token"])
+    assert not answer["ok"] and answer["error"]["code"] == "bad_token"
+
+
+@pytest.mark.parametrize("payload, code", [
+    (None, "invalid_payload"),
+    ("ABCDEF", "invalid_payload"),
+    ([1, 2], "invalid_payload"),
+    ({"join_code": 12}, "invalid_payload"),
+    ({"join_code": "x" * 5000}, "too_long"),
+    ({"join_code": "ABCDEF", "name": "n" * 41}, "too_long"),
+    ({"join_code": "ABCDEF", "language": "english!"}, "invalid_payload"),
+    ({"join_code": "ABCDEF", "rejoin_token": 5}, "invalid_payload"),
+    ({"join_code": "ABCDEF", "since_version": -1}, "out_of_range"),
+])
+def test_participant_join_rejects_bad_payloads(actions: Actions, cafe_ready: dict[str, Any], payload: Any,
+                                               code: str) -> None:
+    from cafe.extensions import socketio
+    sock = socketio.test_client(actions.app)
+    answer = sock.emit("participant_join", payload, callback=True)
+    assert answer["ok"] is False and answer["error"]["code"] == code
+    assert answer["error"]["message"]
+
+
+def test_full_round_cycle_with_notes(actions: Actions, cafe_ready: dict[str, Any]) -> None:
+    cafe_id, dash = cafe_ready["cafe"]["id"], cafe_ready["dash"]
+    phones = [actions.phone(cafe_ready["cafe"]["join_code"], name=f"P{i}") for i in range(4)]
+    for sock, answer in phones:
+        assert answer["ok"]
+        sock.get_received()
+    dash.get_received()
+
+    answer = start(dash, cafe_id)
+    assert answer["ok"], answer
+    assert answer["state"]["phase"] == "round" and answer["state"]["round"] == 1
+    assert answer["state"]["tables"] == 2
+    seats = {}
+    for sock, joined in phones:
+        events = names(sock)
+        seat = of(events, "seat_assigned")
+        assert len(seat) == 1 and seat[0]["round"] == 1 and 1 <= seat[0]["table"] <= 2
+        state = of(events, "cafe_state")[-1]
+        assert state["phase"] == "round" and state["ends_at"] > state["server_time"]
+        seats[joined["participant"]["id"]] = seat[0]["table"]
+    dash_events = names(dash)
+    assert of(dash_events, "seating_changed")[-1]["round"] == 1
+
+    # A note reaches the dashboard and the writer's table, not the other table.
+    writer, writer_join = phones[0]
+    table = seats[writer_join["participant"]["id"]]
+    client_id = str(uuid.uuid4())
+    added = writer.emit("note_add", {"client_id": client_id, "text": "More buses on Sunday"}, callback=True)
+    assert added["ok"] and added["note"]["text"] == "More buses on Sunday" and added["note"]["table"] == table
+    assert of(names(dash), "note_added")[-1]["note"]["text"] == "More buses on Sunday"
+    for sock, joined in phones[1:]:
+        got = of(names(sock), "note_added")
+        if seats[joined["participant"]["id"]] == table:
+            assert [n["note"]["id"] for n in got] == [added["note"]["id"]]
+        else:
+            assert got == []
+
+    # Resending the same client_id never makes a second note.
+    again = writer.emit("note_add", {"client_id": client_id, "text": "More buses on Sunday"}, callback=True)
+    assert again["ok"] and again["duplicate"] and again["note"]["id"] == added["note"]["id"]
+
+    # Edit and delete, own notes only.
+    other = next(s for s, j in phones[1:] if seats[j["participant"]["id"]] == table)
+    denied = other.emit("note_edit", {"note_id": added["note"]["id"], "text": "hijack"}, callback=True)
+    assert denied["error"]["code"] == "forbidden"
+    edited = writer.emit("note_edit", {"note_id": added["note"]["id"], "text": "More buses, also on Sunday"},
+                         callback=True)
+    assert edited["ok"] and edited["note"]["text"] == "More buses, also on Sunday"
+    assert of(names(dash), "note_updated")[-1]["note"]["text"] == "More buses, also on Sunday"
+
+    # Pause, resume, extend.
+    paused = start(dash, cafe_id, "round_pause")
+    assert paused["ok"] and paused["state"]["paused"]
+    resumed = start(dash, cafe_id, "round_resume")
+    assert resumed["ok"] and not resumed["state"]["paused"]
+    extended = start(dash, cafe_id, "round_extend", seconds=120)
+    assert extended["ok"] and extended["state"]["ends_at"] == pytest.approx(resumed["state"]["ends_at"] + 120, abs=1)
+    for sock, _ in phones:
+        assert of(names(sock), "cafe_state")[-1]["ends_at"] == pytest.approx(extended["state"]["ends_at"], abs=0.01)
+
+    ended = start(dash, cafe_id, "round_end")
+    assert ended["ok"] and ended["state"]["phase"] == "break"
+    late = writer.emit("note_add", {"client_id": str(uuid.uuid4()), "text": "too late"}, callback=True)
+    assert late["error"]["code"] == "wrong_phase"
+    gone = writer.emit("note_delete", {"note_id": added["note"]["id"]}, callback=True)
+    assert gone["error"]["code"] == "wrong_phase"
+
+    # Round 2 moves people: nobody sits with the person they sat with in round 1 (2 tables of 2).
+    second = start(dash, cafe_id)
+    assert second["ok"] and second["state"]["round"] == 2
+    assert second["repeats"] == 0
+    new_seats = {}
+    for sock, joined in phones:
+        seat = of(names(sock), "seat_assigned")[-1]
+        new_seats[joined["participant"]["id"]] = seat["table"]
+    pairs_before = {frozenset((a, b)) for a in seats for b in seats if a < b and seats[a] == seats[b]}
+    pairs_after = {frozenset((a, b)) for a in new_seats for b in new_seats if a < b and new_seats[a] == new_seats[b]}
+    assert not pairs_before & pairs_after
+
+    # A note in round 2 goes to the new table's room.
+    note2 = writer.emit("note_add", {"client_id": str(uuid.uuid4()), "text": "Safer crossings"}, callback=True)
+    assert note2["ok"] and note2["note"]["round"] == 2
+    deleted = writer.emit("note_delete", {"note_id": note2["note"]["id"]}, callback=True)
+    assert deleted["ok"]
+    assert of(names(dash), "note_deleted")[-1]["note_id"] == note2["note"]["id"]
+
+    done = start(dash, cafe_id, "cafe_end")
+    assert done["ok"] and done["state"]["phase"] == "ended"
+    _late_phone, refused = actions.phone(cafe_ready["cafe"]["join_code"])
+    assert refused["error"]["code"] == "cafe_ended"
+
+
+def test_participant_cannot_use_facilitator_commands(actions: Actions, cafe_ready: dict[str, Any]) -> None:
+    phone, answer = actions.phone(cafe_ready["cafe"]["join_code"])
+    assert answer["ok"]
+    for event in ("facilitator_join", "round_start", "round_pause", "round_resume", "round_end", "cafe_end",
+                  "seating_preview", "joins_close"):
+        refused = phone.emit(event, {"cafe_id": cafe_ready["cafe"]["id"]}, callback=True)
+        assert refused["ok"] is False and refused["error"]["code"] == "unauthorized", event
+    refused = phone.emit("round_extend", {"cafe_id": cafe_ready["cafe"]["id"], "seconds": 60}, callback=True)
+    assert refused["error"]["code"] == "unauthorized"
+
+
+def test_facilitator_cannot_run_another_facilitators_cafe(actions: Actions, cafe_ready: dict[str, Any]) -> None:
+    intruder = actions.facilitator()
+    sock = actions.facilitator_socket(intruder)
+    for event in ("facilitator_join", "round_start", "cafe_end"):
+        refused = sock.emit(event, {"cafe_id": cafe_ready["cafe"]["id"]}, callback=True)
+        assert refused["error"]["code"] == "forbidden", event
+
+
+def test_phone_of_cafe_a_never_touches_cafe_b(actions: Actions, cafe_ready: dict[str, Any]) -> None:
+    fac_b = actions.facilitator()
+    cafe_b = actions.cafe(fac_b, seats_per_table=2, hosts=False)
+    dash_b = actions.facilitator_socket(fac_b, cafe_b["id"])
+    phone_a, _ = actions.phone(cafe_ready["cafe"]["join_code"])
+    phone_b, _ = actions.phone(cafe_b["join_code"])
+    phone_b2, _ = actions.phone(cafe_b["join_code"])
+    assert start(dash_b, cafe_b["id"])["ok"]
+    assert start(cafe_ready["dash"], cafe_ready["cafe"]["id"])["ok"]
+    phone_a.get_received()
+    phone_b.get_received()
+    # Notes from café B never reach café A's phone.
+    assert phone_b.emit("note_add", {"client_id": str(uuid.uuid4()), "text": "B only"}, callback=True)["ok"]
+    assert of(names(phone_a), "note_added") == []
+    # A phone of café A cannot edit B's note by id, nor run B's rounds.
+    b_note = phone_b2.emit("note_add", {"client_id": str(uuid.uuid4()), "text": "mine"}, callback=True)["note"]
+    answer = phone_a.emit("note_edit", {"note_id": b_note["id"], "text": "x"}, callback=True)
+    assert answer["error"]["code"] == "not_found"
+    assert phone_a.emit("round_end", {"cafe_id": cafe_b["id"]}, callback=True)["error"]["code"] == "unauthorized"
+
+
+@pytest.mark.parametrize("event, payload, code", [
+    ("note_add", {"client_id": "not-a-uuid", "text": "x"}, "invalid_payload"),
+    ("note_add", {"client_id": str(uuid.UUID(int=1)), "text": ""}, "empty"),
+    ("note_add", {"client_id": str(uuid.UUID(int=1)), "text": "   "}, "empty"),
+    ("note_add", {"client_id": str(uuid.UUID(int=1)), "text": "x" * 281}, "too_long"),
+    ("note_add", {"client_id": str(uuid.UUID(int=1)), "text": ["x"]}, "invalid_payload"),
+    ("note_add", {"text": "x"}, "invalid_payload"),
+    ("note_add", "just text", "invalid_payload"),
+    ("note_edit", {"note_id": "1", "text": "x"}, "invalid_payload"),
+    ("note_edit", {"note_id": True, "text": "x"}, "invalid_payload"),
+    ("note_delete", {"note_id": 0}, "out_of_range"),
+    ("note_delete", {}, "invalid_payload"),
+])
+def test_note_commands_reject_bad_payloads(actions: Actions, cafe_ready: dict[str, Any], event: str,
+                                           payload: Any, code: str) -> None:
+    phone, _ = actions.phone(cafe_ready["cafe"]["join_code"])
+    answer = phone.emit(event, payload, callback=True)
+    assert answer["ok"] is False and answer["error"]["code"] == code
+
+
+@pytest.mark.parametrize("payload, code", [
+    ({}, "invalid_payload"),
+    ({"cafe_id": "1"}, "invalid_payload"),
+    ({"cafe_id": 1.5}, "invalid_payload"),
+    ({"cafe_id": 99999}, "not_found"),
+])
+def test_facilitator_commands_reject_bad_payloads(actions: Actions, cafe_ready: dict[str, Any], payload: Any,
+                                                  code: str) -> None:
+    answer = cafe_ready["dash"].emit("round_start", payload, callback=True)
+    assert answer["ok"] is False and answer["error"]["code"] == code
+
+
+def test_round_extend_validates_seconds(actions: Actions, cafe_ready: dict[str, Any]) -> None:
+    dash, cafe_id = cafe_ready["dash"], cafe_ready["cafe"]["id"]
+    for seconds in ("60", 0, 99999, None):
+        answer = dash.emit("round_extend", {"cafe_id": cafe_id, "seconds": seconds}, callback=True)
+        assert answer["ok"] is False
+    answer = dash.emit("round_extend", {"cafe_id": cafe_id, "seconds": 60}, callback=True)
+    assert answer["error"]["code"] == "wrong_phase"
+
+
+def test_notes_before_a_seat_and_out_of_phase_are_refused(actions: Actions, cafe_ready: dict[str, Any]) -> None:
+    phone, _ = actions.phone(cafe_ready["cafe"]["join_code"])
+    answer = phone.emit("note_add", {"client_id": str(uuid.uuid4()), "text": "hello"}, callback=True)
+    assert answer["error"]["code"] == "wrong_phase"
+    assert start(cafe_ready["dash"], cafe_ready["cafe"]["id"])["ok"]
+    late, joined = actions.phone(cafe_ready["cafe"]["join_code"], name="Late")
+    assert joined["ok"] and joined["snapshot"]["seat"] is None
+    answer = late.emit("note_add", {"client_id": str(uuid.uuid4()), "text": "hello"}, callback=True)
+    assert answer["error"]["code"] == "no_seat"
+
+
+def test_unknown_events_and_commands_before_joining(actions: Actions, cafe_ready: dict[str, Any]) -> None:
+    from cafe.extensions import socketio
+    sock = socketio.test_client(actions.app)
+    assert sock.emit("no_such_event", {"x": 1}, callback=True)["error"]["code"] == "unknown_event"
+    answer = sock.emit("note_add", {"client_id": str(uuid.uuid4()), "text": "x"}, callback=True)
+    assert answer["error"]["code"] == "not_joined"
+
+
+def test_start_with_nobody_and_round_limits(actions: Actions, cafe_ready: dict[str, Any]) -> None:
+    dash, cafe_id = cafe_ready["dash"], cafe_ready["cafe"]["id"]
+    assert start(dash, cafe_id)["error"]["code"] == "nobody_here"
+    actions.phone(cafe_ready["cafe"]["join_code"])
+    assert start(dash, cafe_id)["ok"]
+    assert start(dash, cafe_id)["error"]["code"] == "wrong_phase"
+
+
+def test_late_joiner_is_seated_next_round_and_leaver_is_not(actions: Actions, cafe_ready: dict[str, Any]) -> None:
+    dash, cafe_id, code = cafe_ready["dash"], cafe_ready["cafe"]["id"], cafe_ready["cafe"]["join_code"]
+    phones = [actions.phone(code)[0] for _ in range(4)]
+    assert start(dash, cafe_id)["ok"]
+    late, late_join = actions.phone(code, name="Late")
+    assert phones[0].emit("participant_leave", {}, callback=True)["ok"]
+    assert start(dash, cafe_id, "round_end")["ok"]
+    second = start(dash, cafe_id)
+    assert second["ok"]
+    assert of(names(late), "seat_assigned")[-1]["round"] == 2
+    assert [e for e in of(names(phones[0]), "seat_assigned") if e["round"] == 2] == []
+    seating = of(names(dash), "seating_changed")[-1]
+    sizes = sorted(len(t["members"]) for t in seating["tables"])
+    assert sum(sizes) == 4 and sizes[-1] - sizes[0] <= 1
+
+
+def test_hosts_stay_at_their_table_and_see_earlier_notes(actions: Actions) -> None:
+    fac = actions.facilitator()
+    cafe = actions.cafe(fac, seats_per_table=3, hosts=True, rounds=3)
+    dash = actions.facilitator_socket(fac, cafe["id"])
+    phones = [actions.phone(cafe["join_code"]) for _ in range(6)]
+    assert start(dash, cafe["id"])["ok"]
+    first = {}
+    host_sock = None
+    for sock, joined in phones:
+        seat = of(names(sock), "seat_assigned")[-1]
+        first[joined["participant"]["id"]] = seat
+        if seat["is_host"]:
+            host_sock = host_sock or (sock, joined, seat)
+    hosts = [pid for pid, seat in first.items() if seat["is_host"]]
+    assert len(hosts) == 2
+    # someone at the host's table writes a note in round 1
+    sock, joined, seat = host_sock
+    assert sock.emit("note_add", {"client_id": str(uuid.uuid4()), "text": "Round one idea"}, callback=True)["ok"]
+    assert start(dash, cafe["id"], "round_end")["ok"]
+    assert start(dash, cafe["id"])["ok"]
+    for s, j in phones:
+        new = of(names(s), "seat_assigned")[-1]
+        if j["participant"]["id"] in hosts:
+            assert new["is_host"] and new["table"] == first[j["participant"]["id"]]["table"]
+    # the host's snapshot (after a reload) holds the round-1 note of their table
+    sock.disconnect()
+    _again, answer = actions.phone(cafe["join_code"], rejoin_token=joined["rejoin_token"])
+    assert [n["text"] for n in answer["snapshot"]["notes"]] == ["Round one idea"]
+
+
+def test_seating_preview_reports_repeats_and_bound(actions: Actions, cafe_ready: dict[str, Any]) -> None:
+    dash, cafe_id = cafe_ready["dash"], cafe_ready["cafe"]["id"]
+    for _ in range(4):
+        actions.phone(cafe_ready["cafe"]["join_code"])
+    preview = start(dash, cafe_id, "seating_preview")
+    assert preview["ok"] and preview["round"] == 1 and preview["repeats"] == 0 and preview["lower_bound"] == 0
+
+
+def test_joins_can_be_closed_and_rejoin_still_works(actions: Actions, cafe_ready: dict[str, Any]) -> None:
+    dash, cafe_id, code = cafe_ready["dash"], cafe_ready["cafe"]["id"], cafe_ready["cafe"]["join_code"]
+    _p, first = actions.phone(code)
+    assert start(dash, cafe_id, "joins_close")["ok"]
+    _q, refused = actions.phone(code)
+    assert refused["error"]["code"] == "joins_closed"
+    _r, back = actions.phone(code, rejoin_token=first["rejoin_token"])
+    assert back["ok"]
+    assert start(dash, cafe_id, "joins_open")["ok"]
+    assert actions.phone(code)[1]["ok"]
+
+
+def test_disconnect_marks_participant_away(actions: Actions, cafe_ready: dict[str, Any]) -> None:
+    phone, _ = actions.phone(cafe_ready["cafe"]["join_code"])
+    cafe_ready["dash"].get_received()
+    phone.disconnect()
+    changed = of(names(cafe_ready["dash"]), "participants_changed")
+    assert changed[-1]["connected"] == 0 and changed[-1]["count"] == 1
+
+
+def test_facilitator_token_auth_at_connect(actions: Actions, cafe_ready: dict[str, Any]) -> None:
+    from cafe.extensions import socketio
+    token = actions.token(cafe_ready["fac"])
+    sock = socketio.test_client(actions.app, auth={"token": token})
+    answer = sock.emit("facilitator_join", {"cafe_id": cafe_ready["cafe"]["id"]}, callback=True)
+    assert answer["ok"] and answer["snapshot"]["state"]["phase"] == "lobby"
+    bad = socketio.test_client(actions.app, auth={"token": "cafe_wrong-token-of-some-length"})
+    assert not bad.is_connected()
+
+
+def test_note_rate_limit_per_participant(actions: Actions, cafe_ready: dict[str, Any]) -> None:
+    phone, _ = actions.phone(cafe_ready["cafe"]["join_code"])
+    assert start(cafe_ready["dash"], cafe_ready["cafe"]["id"])["ok"]
+    codes = [phone.emit("note_add", {"client_id": str(uuid.uuid4()), "text": f"n{i}"}, callback=True)
+             for i in range(32)]
+    assert sum(1 for a in codes if a["ok"]) == 30
+    assert codes[-1]["error"]["code"] == "rate_limited"

@@ -1,0 +1,69 @@
+"""Entry point: ``python wsgi.py`` serves the app; ``gunicorn -k eventlet -w 1 wsgi:app`` in production.
+
+This is the only module that imports eventlet (or gevent, with ``CAFE_SERVER=gevent``): the package itself
+runs under either, and the test suite runs it in threading mode.
+"""
+import os
+
+SERVER = os.environ.get("CAFE_SERVER", "eventlet")
+_SERVING = __name__ == "__main__"
+
+if _SERVING and SERVER == "eventlet":
+    import eventlet
+
+    eventlet.monkey_patch()
+elif _SERVING and SERVER == "gevent":
+    from gevent import monkey
+
+    monkey.patch_all()
+
+import gc  # noqa: E402
+import resource  # noqa: E402
+import sys  # noqa: E402
+
+from cafe import create_app  # noqa: E402
+from cafe.extensions import socketio  # noqa: E402
+
+app = create_app()
+
+
+def _cpu_runner():
+    """Seating plans are CPU work: run them in a real thread so the event loop keeps serving."""
+    if SERVER == "eventlet":
+        from eventlet import tpool
+
+        return tpool.execute
+    if SERVER == "gevent":
+        import gevent
+
+        return lambda fn, *a, **kw: gevent.get_hub().threadpool.apply(fn, a, kw)
+    return None
+
+
+def raise_open_files_limit(wanted: int) -> int:
+    """Lift the soft open-files limit towards ``wanted``; say so clearly when the hard limit is too low."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    if soft < wanted:
+        print(f"cafe: the open-files limit is {soft}, below the {wanted} connections expected; "
+              f"raise it (ulimit -n {wanted}) or fewer phones will be able to connect.", file=sys.stderr)
+    return soft
+
+
+if __name__ == "__main__":
+    host = os.environ.get("HOST", "127.0.0.1")
+    port = int(os.environ.get("PORT", "5000"))
+    max_connections = int(os.environ.get("CAFE_MAX_CONNECTIONS", "5000"))
+    raise_open_files_limit(max_connections + 200)
+    app.extensions["cafe.cpu_runner"] = _cpu_runner()
+    gc.collect()
+    gc.freeze()   # long-lived start-up objects out of the collector's way: no GC pauses under load
+    kwargs = {"max_size": max_connections} if SERVER == "eventlet" else {}
+    if SERVER == "threading":
+        kwargs["allow_unsafe_werkzeug"] = True
+    print(f"cafe: serving on http://{host}:{port} ({SERVER})", flush=True)
+    socketio.run(app, host=host, port=port, log_output=os.environ.get("CAFE_ACCESS_LOG") == "1",
+                 **kwargs)
