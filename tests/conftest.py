@@ -94,8 +94,14 @@ def _make_app(url: str) -> Any:
 
 
 @pytest.fixture(params=["sqlite"])
-def database_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
-    return sqlite_url
+def database_url(request: pytest.FixtureRequest) -> str:
+    """SQLite by default; ``@both_databases`` runs a test on PostgreSQL too."""
+    if request.param == "postgres":
+        return request.getfixturevalue("postgres_url")
+    return request.getfixturevalue("sqlite_url")
+
+
+both_databases = pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
 
 
 @pytest.fixture

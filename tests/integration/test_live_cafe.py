@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Actions
+from tests.conftest import Actions, both_databases
 
 
 def names(sock: Any) -> list[tuple[str, Any]]:
@@ -53,6 +53,7 @@ def test_join_code_is_forgiving_and_unknown_codes_are_refused(actions: Actions, 
     assert bad == {"ok": False, "error": {"code": "unknown_code", "message": bad["error"]["message"]}}
 
 
+@both_databases
 def test_rejoin_keeps_identity_and_since_version_skips_snapshot(actions: Actions, cafe_ready: dict[str, Any]) -> None:
     code = cafe_ready["cafe"]["join_code"]
     phone, first = actions.phone(code, name="Joao")
@@ -92,6 +93,7 @@ def test_participant_join_rejects_bad_payloads(actions: Actions, cafe_ready: dic
     assert answer["error"]["message"]
 
 
+@both_databases
 def test_full_round_cycle_with_notes(actions: Actions, cafe_ready: dict[str, Any]) -> None:
     cafe_id, dash = cafe_ready["cafe"]["id"], cafe_ready["dash"]
     phones = [actions.phone(cafe_ready["cafe"]["join_code"], name=f"P{i}") for i in range(4)]
@@ -203,6 +205,7 @@ def test_facilitator_cannot_run_another_facilitators_cafe(actions: Actions, cafe
         assert refused["error"]["code"] == "forbidden", event
 
 
+@both_databases
 def test_phone_of_cafe_a_never_touches_cafe_b(actions: Actions, cafe_ready: dict[str, Any]) -> None:
     fac_b = actions.facilitator()
     cafe_b = actions.cafe(fac_b, seats_per_table=2, hosts=False)
@@ -292,6 +295,7 @@ def test_start_with_nobody_and_round_limits(actions: Actions, cafe_ready: dict[s
     assert start(dash, cafe_id)["error"]["code"] == "wrong_phase"
 
 
+@both_databases
 def test_late_joiner_is_seated_next_round_and_leaver_is_not(actions: Actions, cafe_ready: dict[str, Any]) -> None:
     dash, cafe_id, code = cafe_ready["dash"], cafe_ready["cafe"]["id"], cafe_ready["cafe"]["join_code"]
     phones = [actions.phone(code)[0] for _ in range(4)]
@@ -308,6 +312,7 @@ def test_late_joiner_is_seated_next_round_and_leaver_is_not(actions: Actions, ca
     assert sum(sizes) == 4 and sizes[-1] - sizes[0] <= 1
 
 
+@both_databases
 def test_hosts_stay_at_their_table_and_see_earlier_notes(actions: Actions) -> None:
     fac = actions.facilitator()
     cafe = actions.cafe(fac, seats_per_table=3, hosts=True, rounds=3)
