@@ -54,6 +54,8 @@ class Config:
         self.NOTE_BATCH_WINDOW = float(os.environ.get("NOTE_BATCH_WINDOW", "0.1"))
         self.NOTE_BATCH_MAX = int(os.environ.get("NOTE_BATCH_MAX", "200"))
         self.SEATING_TIME_LIMIT = float(os.environ.get("SEATING_TIME_LIMIT", "0.2"))
+        # Which clustering pipeline proposes themes (None: the default; "tfidf" needs no model).
+        self.THEME_MODEL = os.environ.get("CAFE_THEME_MODEL") or None
         self.MAX_HTTP_BUFFER_SIZE = int(os.environ.get("MAX_HTTP_BUFFER_SIZE", str(64 * 1024)))
         self.SQLALCHEMY_ENGINE_OPTIONS = _engine_options(self.SQLALCHEMY_DATABASE_URI)
 

@@ -64,6 +64,13 @@ class Cafe(db.Model):
     joins_open: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # The harvest: themes, then a vote with a budget of dots per person.
+    vote_budget: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
+    vote_stacking: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    show_tally: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    harvest_started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    voting_opened_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    voting_closed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class Participant(db.Model):
@@ -129,3 +136,36 @@ class Note(db.Model):
     hidden: Mapped[bool] = mapped_column(Boolean, default=False)
     version: Mapped[int] = mapped_column(Integer, default=0)
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    theme_id: Mapped[int | None] = mapped_column(ForeignKey("theme.id", ondelete="SET NULL"), nullable=True,
+                                                 index=True)
+
+
+class Theme(db.Model):
+    """A pattern across tables: proposed by the app from the notes, shaped by people."""
+
+    __tablename__ = "theme"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cafe_id: Mapped[int] = mapped_column(ForeignKey("cafe.id", ondelete="CASCADE"), index=True)
+    label: Mapped[str] = mapped_column(String(120))
+    keywords: Mapped[list[str]] = mapped_column(JSON, default=list)
+    representative_note_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    by_hand: Mapped[bool] = mapped_column(Boolean, default=False)   # made or changed by a person
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class Vote(db.Model):
+    """Dots one participant put on one theme (their whole allocation is the set of their rows)."""
+
+    __tablename__ = "vote"
+    __table_args__ = (UniqueConstraint("participant_id", "theme_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cafe_id: Mapped[int] = mapped_column(ForeignKey("cafe.id", ondelete="CASCADE"), index=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id", ondelete="CASCADE"), index=True)
+    theme_id: Mapped[int] = mapped_column(ForeignKey("theme.id", ondelete="CASCADE"), index=True)
+    dots: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[float] = mapped_column(Float)
+    # Votes a scribe entered for people without a phone are marked so (issue: people without a phone).
+    scribed: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")

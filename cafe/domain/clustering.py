@@ -50,6 +50,11 @@ SMALL_HARVEST = 30  # distinct notes; below this fewer than 3 themes are allowed
 MIN_NOTES_PER_LANGUAGE = 8  # a language needs this many notes to get its own centring
 SILHOUETTE_TOLERANCE = 0.90  # pick the largest k with silhouette >= 90% of the best
 MIN_SILHOUETTE_TO_SPLIT = 0.02  # below this, a small harvest stays one theme
+NEIGHBOURS_PER_SQRT_N = 0.75  # kNN graph: 0.75 * sqrt(n) neighbours (at least 5)
+LOCAL_SCALING = True  # self-tuning Gaussian weights on the kNN graph
+LOCAL_SCALE_NEIGHBOUR = 7  # sigma_i = distance to the 7th neighbour (Zelnik-Manor & Perona)
+EXTENDED_MAX_THEMES = 20  # hard ceiling for very large harvests
+EXTEND_SILHOUETTE_GAIN = 1.15  # more than the base cap only when 15% crisper than any k <= cap
 LABEL_KEYWORDS = 3
 MAX_KEYWORDS = 6
 
@@ -124,6 +129,8 @@ def _center_by_group(x: np.ndarray, groups: np.ndarray) -> np.ndarray:
 
 
 def _knn_graph(sim: np.ndarray, nn: int, groups: np.ndarray | None) -> np.ndarray:
+    """Symmetric k-nearest-neighbour graph (0/1). With language ``groups``, every item takes the
+    same number of neighbours from each language."""
     n = sim.shape[0]
     s = sim.copy()
     np.fill_diagonal(s, -np.inf)
@@ -146,6 +153,23 @@ def _knn_graph(sim: np.ndarray, nn: int, groups: np.ndarray | None) -> np.ndarra
             w[np.repeat(rows, k), idx.ravel()] = 1.0
         np.fill_diagonal(w, 0.0)
     return np.maximum(w, w.T)
+
+
+def _affinity(sim: np.ndarray, nn: int, groups: np.ndarray | None) -> np.ndarray:
+    """kNN graph weighted with the self-tuning Gaussian kernel (Zelnik-Manor & Perona 2004):
+    w_ij = exp(-d_ij^2 / (sigma_i sigma_j)), d = cosine distance and sigma_i the distance from i
+    to its LOCAL_SCALE_NEIGHBOUR-th nearest neighbour. Edges inside dense regions keep weight
+    ~1 while edges reaching across a sparse gap are damped, whatever the embedding's scale."""
+    n = sim.shape[0]
+    graph = _knn_graph(sim, nn, groups)
+    if not LOCAL_SCALING or n < 3:
+        return graph
+    dist = np.maximum(1.0 - sim, 0.0)
+    d = dist.copy()
+    np.fill_diagonal(d, np.inf)
+    m = min(LOCAL_SCALE_NEIGHBOUR, n - 1) - 1
+    sigma = np.maximum(np.partition(d, m, axis=1)[:, m], 1e-6)
+    return graph * np.exp(-(dist**2) / (sigma[:, None] * sigma[None, :]))
 
 
 def _kmeans(x: np.ndarray, k: int, seed: int, n_init: int = 6, max_iter: int = 100) -> np.ndarray:
@@ -226,6 +250,33 @@ def theme_count_range(n_items: int, min_themes: int | None = None, max_themes: i
     return lo, hi
 
 
+def extended_max_themes(n_items: int) -> int:
+    """Ceiling for very large harvests: about sqrt(n), at most ``EXTENDED_MAX_THEMES`` (20 from
+    400 distinct notes on). Counts above the ``theme_count_range`` cap are proposed only when
+    they are markedly crisper (see ``cluster_vectors``)."""
+    return max(0, min(EXTENDED_MAX_THEMES, int(round(math.sqrt(max(n_items, 0))))))
+
+
+def _select(candidates: list[tuple[int, float, np.ndarray]], base_hi: int) -> tuple[int, float, np.ndarray]:
+    """Pick a theme count from (k, silhouette, labels) candidates.
+
+    Within the base range (k <= base_hi): the largest k whose silhouette is within 10% of the
+    best there (finer themes when separation is equally weak). Above the base range, only when
+    the best silhouette there beats the base range's best by ``EXTEND_SILHOUETTE_GAIN``: many
+    genuinely distinct fine topics make the silhouette keep rising with k, while on diffuse
+    data it stays flat, and a longer list is harder for a room to read.
+    """
+    base = [c for c in candidates if c[0] <= base_hi] or candidates
+    pool = base
+    base_best = max(c[1] for c in base)
+    extra = [c for c in candidates if c[0] > base_hi]
+    if extra and base_best > 0 and max(c[1] for c in extra) >= EXTEND_SILHOUETTE_GAIN * base_best:
+        pool = extra
+    best = max(c[1] for c in pool)
+    threshold = best * SILHOUETTE_TOLERANCE if best > 0 else best
+    return max((c for c in pool if c[1] >= threshold - 1e-12), key=lambda c: c[0])
+
+
 def cluster_vectors(
     vectors: np.ndarray,
     *,
@@ -245,6 +296,9 @@ def cluster_vectors(
     lo, hi = theme_count_range(n, min_themes, max_themes)
     if hi <= 1:
         return np.zeros(n, dtype=np.int64)
+    base_hi = hi
+    if max_themes is None:
+        hi = max(hi, min(extended_max_themes(n), n))
     with np.errstate(all="ignore"):
         x = np.nan_to_num(x)
         groups = _language_groups([_norm_lang(l) for l in langs]) if langs is not None else None
@@ -254,8 +308,8 @@ def cluster_vectors(
         sim = np.clip(z @ z.T, -1.0, 1.0)
         dist = 1.0 - sim
         if n >= 20:
-            nn = min(n - 1, max(5, int(round(math.sqrt(n) / 2))))
-            graph = _knn_graph(sim, nn, groups)
+            nn = min(n - 1, max(5, int(round(NEIGHBOURS_PER_SQRT_N * math.sqrt(n)))))
+            graph = _affinity(sim, nn, groups)
             deg = graph.sum(axis=1)
             dinv = 1.0 / np.sqrt(np.maximum(deg, 1e-12))
             lap = dinv[:, None] * graph * dinv[None, :]
@@ -277,10 +331,7 @@ def cluster_vectors(
         # A small harvest splits only when the split is clearly better than noise.
         if not candidates or max(s for _, s, _ in candidates) < MIN_SILHOUETTE_TO_SPLIT:
             return np.zeros(n, dtype=np.int64)
-    best = max(s for _, s, _ in candidates)
-    threshold = best * SILHOUETTE_TOLERANCE if best > 0 else best
-    chosen = max((c for c in candidates if c[1] >= threshold - 1e-12), key=lambda c: c[0])
-    return chosen[2]
+    return _select(candidates, base_hi)[2]
 
 
 # --------------------------------------------------------------------------- labels

@@ -261,3 +261,170 @@ class ParticipantRemove(CafeCommand):
 #: Facilitator commands that carry only ``{cafe_id}``.
 SIMPLE_CAFE_COMMANDS = ("round_start", "round_pause", "round_resume", "round_end", "cafe_end",
                         "joins_close", "joins_open")
+
+
+def bool_field(payload: dict[str, Any], key: str, required: bool = False) -> bool | None:
+    value = _get(payload, key, required)
+    if value is None:
+        return None
+    if not isinstance(value, bool):
+        raise ProtocolError("invalid_payload", f"'{key}' must be true or false.")
+    return value
+
+
+def id_field(payload: dict[str, Any], key: str) -> int:
+    value = int_field(payload, key, minimum=1, maximum=2**62)
+    assert value is not None
+    return value
+
+
+THEME_LABEL_MAX = 120
+MAX_VOTE_ENTRIES = 100
+MAX_SPLIT_NOTES = 1000
+
+
+@dataclass(frozen=True)
+class ThemesPropose(CafeCommand):
+    event: ClassVar[str] = "themes_propose"
+    confirm: bool = False
+
+    @classmethod
+    def parse(cls, payload: Any) -> ThemesPropose:
+        p = _require_mapping(payload)
+        return cls(cafe_id=CafeCommand.parse(p).cafe_id, confirm=bool(bool_field(p, "confirm")))
+
+
+@dataclass(frozen=True)
+class ThemeRename(CafeCommand):
+    event: ClassVar[str] = "theme_rename"
+    theme_id: int = 0
+    label: str = ""
+
+    @classmethod
+    def parse(cls, payload: Any) -> ThemeRename:
+        p = _require_mapping(payload)
+        label = text_field(p, "label", max_chars=THEME_LABEL_MAX)
+        assert label is not None
+        return cls(cafe_id=CafeCommand.parse(p).cafe_id, theme_id=id_field(p, "theme_id"), label=label)
+
+
+@dataclass(frozen=True)
+class ThemeAdd(CafeCommand):
+    event: ClassVar[str] = "theme_add"
+    label: str = ""
+
+    @classmethod
+    def parse(cls, payload: Any) -> ThemeAdd:
+        p = _require_mapping(payload)
+        label = text_field(p, "label", max_chars=THEME_LABEL_MAX)
+        assert label is not None
+        return cls(cafe_id=CafeCommand.parse(p).cafe_id, label=label)
+
+
+@dataclass(frozen=True)
+class ThemeMerge(CafeCommand):
+    event: ClassVar[str] = "theme_merge"
+    theme_id: int = 0
+    into_id: int = 0
+
+    @classmethod
+    def parse(cls, payload: Any) -> ThemeMerge:
+        p = _require_mapping(payload)
+        return cls(cafe_id=CafeCommand.parse(p).cafe_id, theme_id=id_field(p, "theme_id"),
+                   into_id=id_field(p, "into_id"))
+
+
+@dataclass(frozen=True)
+class NoteMove(CafeCommand):
+    event: ClassVar[str] = "note_move"
+    note_id: int = 0
+    theme_id: int = 0
+
+    @classmethod
+    def parse(cls, payload: Any) -> NoteMove:
+        p = _require_mapping(payload)
+        return cls(cafe_id=CafeCommand.parse(p).cafe_id, note_id=id_field(p, "note_id"),
+                   theme_id=id_field(p, "theme_id"))
+
+
+@dataclass(frozen=True)
+class ThemeSplit(CafeCommand):
+    event: ClassVar[str] = "theme_split"
+    theme_id: int = 0
+    note_ids: tuple[int, ...] = ()
+    label: str | None = None
+
+    @classmethod
+    def parse(cls, payload: Any) -> ThemeSplit:
+        p = _require_mapping(payload)
+        raw = _get(p, "note_ids", True)
+        if not isinstance(raw, list) or not raw or len(raw) > MAX_SPLIT_NOTES:
+            raise ProtocolError("invalid_payload", "'note_ids' must be a non-empty list of note ids.")
+        ids = tuple(id_field({"note_id": v}, "note_id") for v in raw)
+        return cls(cafe_id=CafeCommand.parse(p).cafe_id, theme_id=id_field(p, "theme_id"), note_ids=ids,
+                   label=text_field(p, "label", max_chars=THEME_LABEL_MAX, required=False))
+
+
+@dataclass(frozen=True)
+class NoteHide(CafeCommand):
+    event: ClassVar[str] = "note_hide"
+    note_id: int = 0
+    hidden: bool = True
+
+    @classmethod
+    def parse(cls, payload: Any) -> NoteHide:
+        p = _require_mapping(payload)
+        hidden = bool_field(p, "hidden")
+        return cls(cafe_id=CafeCommand.parse(p).cafe_id, note_id=id_field(p, "note_id"),
+                   hidden=True if hidden is None else hidden)
+
+
+@dataclass(frozen=True)
+class VotingOpen(CafeCommand):
+    event: ClassVar[str] = "voting_open"
+    budget: int | None = None
+    stacking: bool | None = None
+    show_tally: bool | None = None
+
+    @classmethod
+    def parse(cls, payload: Any) -> VotingOpen:
+        p = _require_mapping(payload)
+        return cls(cafe_id=CafeCommand.parse(p).cafe_id,
+                   budget=int_field(p, "budget", minimum=1, maximum=10, required=False),
+                   stacking=bool_field(p, "stacking"), show_tally=bool_field(p, "show_tally"))
+
+
+@dataclass(frozen=True)
+class TallyShow(CafeCommand):
+    event: ClassVar[str] = "tally_show"
+    show: bool = True
+
+    @classmethod
+    def parse(cls, payload: Any) -> TallyShow:
+        p = _require_mapping(payload)
+        show = bool_field(p, "show", required=True)
+        assert show is not None
+        return cls(cafe_id=CafeCommand.parse(p).cafe_id, show=show)
+
+
+@dataclass(frozen=True)
+class VoteSet(Command):
+    """A participant's whole allocation: ``{"votes": {"<theme_id>": dots, ...}}``."""
+
+    event: ClassVar[str] = "vote_set"
+    votes: tuple[tuple[int, int], ...] = ()
+
+    @classmethod
+    def parse(cls, payload: Any) -> VoteSet:
+        p = _require_mapping(payload)
+        raw = _get(p, "votes", True)
+        if not isinstance(raw, dict) or len(raw) > MAX_VOTE_ENTRIES:
+            raise ProtocolError("invalid_payload", "'votes' must map theme ids to numbers of dots.")
+        votes = []
+        for key, dots in raw.items():
+            if not isinstance(key, str) or not key.isdigit() or len(key) > 18:
+                raise ProtocolError("invalid_payload", "'votes' must map theme ids to numbers of dots.")
+            if isinstance(dots, bool) or not isinstance(dots, int) or not 0 <= dots <= 10:
+                raise ProtocolError("out_of_range", "Dots on a theme must be a whole number from 0 to 10.")
+            votes.append((int(key), dots))
+        return cls(votes=tuple(sorted(votes)))

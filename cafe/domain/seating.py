@@ -24,7 +24,7 @@ import math
 import random
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Iterable, Mapping, Sequence
 
@@ -629,7 +629,7 @@ class _Context:
         bad = 0
         for x in members:
             lx = lang[x]
-            if lx and not any(lx & lang[c] for c in members if c != x):
+            if lx and all(lx.isdisjoint(lang[c]) for c in members if c != x):
                 bad += 1
         return bad
 
@@ -687,7 +687,7 @@ class _Context:
                         continue
                     if t in bad:
                         continue
-                    if has_lang and lang[p] and tabs[t] and not any(lang[p] & lang[c] for c in tabs[t]):
+                    if has_lang and lang[p] and tabs[t] and all(lang[p].isdisjoint(lang[c]) for c in tabs[t]):
                         continue
                     choice = t
                     break
@@ -703,7 +703,7 @@ class _Context:
                         cost += inc[mp[c]]
                     if vp.get(t, 0):
                         cost += Wrev
-                    if has_lang and lang[p] and members and not any(lang[p] & lang[c] for c in members):
+                    if has_lang and lang[p] and members and all(lang[p].isdisjoint(lang[c]) for c in members):
                         cost += Wiso
                     # prefer emptier tables on ties (keeps options open)
                     key = (cost, len(members))
@@ -866,7 +866,7 @@ class _Search:
     def __init__(self, ctx: _Context, rounds: list[list[list[int]]], rng: random.Random) -> None:
         self.ctx = ctx
         self.rng = rng
-        self.sample = 4
+        self.sample = 64
         self.tenure = 4
         self.tenure_spread = 8
         self.stall = 400 + 20 * ctx.n
@@ -1011,7 +1011,7 @@ class _Search:
         vx[B] = vx.get(B, 0) + 1
         self.cost += d
 
-    def run(self, target: int, deadline: float, max_iters: int) -> tuple[list[list[list[int]]], int]:
+    def run(self, target: int, deadline: float, max_work: int) -> tuple[list[list[list[int]]], int]:
         ctx = self.ctx
         rng = self.rng
         inc = ctx.inc
@@ -1031,7 +1031,9 @@ class _Search:
         perturbations = 0
         K = self.sample
         small = len(self.tabs) * ctx.n <= 2000
-        while it < max_iters:
+        unit = ctx.n + ctx.T + (4 * ctx.n if has_lang else 0)
+        work = 0
+        while work < max_work:
             it += 1
             if (it & 31) == 0 and time.perf_counter() > deadline:
                 break
@@ -1056,6 +1058,7 @@ class _Search:
                 if not conflicts:
                     break
                 continue
+            work += len(picks) * unit
             best_d = None
             best_mv: tuple[int, int, int, int] | None = None
             ties = 0
@@ -1145,6 +1148,7 @@ class _Search:
                 conflicts = self.conflicts()
                 last_improve = it
         self.iterations = it
+        self.work = work
         return best, best_cost
 
     def _perturb(self, k: int) -> None:
@@ -1168,10 +1172,14 @@ def _empty_plans(problem: SeatingProblem, rounds: int) -> list[RoundPlan]:
                       language_isolated=0, warnings=[]) for _ in range(max(1, rounds))]
 
 
-def _iteration_budget(ctx: _Context, time_limit: float) -> int:
-    """Deterministic iteration budget that normally ends before ``time_limit`` (about 1 µs per unit)."""
-    per_iter = max(1, ctx.n + ctx.T) * 1.2
-    return max(200, int(time_limit * 1.0e6 / per_iter * 0.6))
+_WORK_PER_SECOND = 0.8e6
+
+
+def _work_budget(time_limit: float) -> int:
+    """Deterministic search budget (in candidate evaluations) that normally runs out before
+    ``time_limit``: about half of what a typical machine evaluates per second. The search result then
+    depends only on the seed; ``time_limit`` still caps the time on a slow or busy machine."""
+    return max(20_000, int(time_limit * _WORK_PER_SECOND))
 
 
 def plan_schedule(problem: SeatingProblem, rounds: int, *, time_limit: float = 0.3) -> list[RoundPlan]:
@@ -1215,13 +1223,33 @@ def plan_schedule(problem: SeatingProblem, rounds: int, *, time_limit: float = 0
     assert best is not None and best_cost is not None
     if best_cost > target and time.perf_counter() < deadline:
         search = _Search(ctx, best, rng)
-        best, best_cost = search.run(target, deadline, _iteration_budget(ctx, time_limit))
+        best, best_cost = search.run(target, deadline, _work_budget(time_limit))
     return ctx.report(best)
 
 
-def plan_round(problem: SeatingProblem, *, time_limit: float = 0.3) -> RoundPlan:
-    """Seat the next round from the history (fast path for churn: greedy + short tabu search)."""
-    return plan_schedule(problem, 1, time_limit=time_limit)[0]
+def plan_round(problem: SeatingProblem, *, time_limit: float = 0.3, rounds_left: int = 1) -> RoundPlan:
+    """Seat the next round from the history (greedy + tabu search; milliseconds for a sparse café).
+
+    With ``rounds_left > 1`` (this round and the ones still to come) the planner looks ahead: it plans
+    the remaining rounds together and returns the first. When attendance has not changed since the
+    history started and the history is exactly the start of the schedule this planner would have made
+    (same seed), it continues that schedule, so a café planned round by round still gets the
+    zero-repeat constructions.
+    """
+    rounds_left = max(1, int(rounds_left))
+    start = time.perf_counter()
+    if rounds_left > 1 and problem.history and problem.participants:
+        present = set(problem.participants)
+        same = all({p for t in rnd for p in t} == present for rnd in problem.history)
+        if same:
+            k = len(problem.history)
+            fresh = plan_schedule(replace(problem, history=()), k + rounds_left, time_limit=time_limit)
+            norm = [[sorted(t) for t in rnd] for rnd in problem.history]
+            if all([sorted(t) for t in fresh[i].tables] == norm[i] and len(fresh[i].tables) == len(norm[i])
+                   for i in range(k)):
+                return fresh[k]
+    left = max(0.0, time_limit - (time.perf_counter() - start))
+    return plan_schedule(problem, rounds_left, time_limit=left)[0]
 
 
 def problem_lower_bound(problem: SeatingProblem, rounds: int) -> int:

@@ -99,6 +99,7 @@ class GroupCommitter:
     def _commit(self, batch: list[_Pending]) -> None:
         from ..extensions import db
 
+        derived = Outbox()
         with self.app.app_context():
             session = db.session
             try:
@@ -114,6 +115,12 @@ class GroupCommitter:
                         savepoint.rollback()
                         log.exception("operation failed in group commit")
                         pending.error = ServiceError("internal", "Something went wrong on the server.", 500)
+                builders: dict[Any, Any] = {}
+                for pending in batch:
+                    if pending.error is None:
+                        builders.update(pending.outbox.coalesced)
+                for builder in builders.values():     # once per batch, e.g. one tally per café
+                    builder(session, derived)
                 try:
                     session.commit()
                 except Exception:
@@ -123,6 +130,7 @@ class GroupCommitter:
                         if pending.error is None:
                             pending.error = ServiceError("storage_unavailable",
                                                          "Could not save; your phone will try again.", 503)
+                    derived = Outbox()
                 self.batches += 1
                 self.operations += len(batch)
             finally:
@@ -134,3 +142,7 @@ class GroupCommitter:
                 except Exception:  # pragma: no cover
                     log.exception("publishing after commit failed")
             pending.done.set()
+        try:
+            derived.publish(self.publisher)
+        except Exception:  # pragma: no cover
+            log.exception("publishing derived events failed")

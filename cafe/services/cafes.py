@@ -15,7 +15,7 @@ from ..extensions import db
 from ..models import Cafe, Note, Participant, Seat
 from .errors import ServiceError, forbidden, not_found
 
-PHASES = ("lobby", "round", "break", "ended")
+PHASES = ("lobby", "round", "break", "harvest", "voting", "results", "ended")
 MAX_QUESTION = 500
 MAX_TITLE = 200
 
@@ -159,6 +159,9 @@ def cafe_state(cafe: Cafe, now: float, session: Session | None = None) -> dict[s
         "participants": participant_counts(session, cafe.id),
         "tables": cafe.table_count,
         "joins_open": cafe.joins_open,
+        "vote_budget": cafe.vote_budget,
+        "vote_stacking": cafe.vote_stacking,
+        "show_tally": cafe.show_tally,
         "join_code": cafe.join_code,
         "join_code_display": format_join_code(cafe.join_code),
     }

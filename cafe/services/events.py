@@ -31,13 +31,24 @@ class Publisher(Protocol):
 
     def move(self, sid: str, leave: list[str], enter: list[str]) -> None: ...
 
+    def disconnect(self, sid: str) -> None: ...
+
 
 @dataclass
 class Outbox:
-    """Events gathered during a use case, published in order once the transaction has committed."""
+    """Events gathered during a use case, published in order once the transaction has committed.
+
+    ``coalesce(key, builder)`` asks for a derived event (a tally, say) that the group committer builds
+    once per batch, however many operations in the batch asked for the same key.
+    """
 
     emits: list[tuple[str, dict[str, Any], str | list[str]]] = field(default_factory=list)
     moves: list[tuple[str, list[str], list[str]]] = field(default_factory=list)
+    coalesced: dict[Any, Any] = field(default_factory=dict)
+    disconnects: list[str] = field(default_factory=list)
+
+    def coalesce(self, key: Any, builder: Any) -> None:
+        self.coalesced[key] = builder
 
     def emit(self, event: str, data: dict[str, Any], to: str | list[str]) -> None:
         self.emits.append((event, data, to))
@@ -45,12 +56,17 @@ class Outbox:
     def move(self, sid: str, leave: list[str], enter: list[str]) -> None:
         self.moves.append((sid, leave, enter))
 
+    def disconnect(self, sid: str) -> None:
+        self.disconnects.append(sid)
+
     def publish(self, publisher: Publisher) -> None:
         # Rooms first, so the people who just moved receive what follows.
         for sid, leave, enter in self.moves:
             publisher.move(sid, leave, enter)
         for event, data, to in self.emits:
             publisher.emit(event, data, to)
+        for sid in self.disconnects:
+            publisher.disconnect(sid)
 
 
 class SocketIOPublisher:
@@ -67,6 +83,9 @@ class SocketIOPublisher:
         for room in enter:
             server.enter_room(sid, room)
 
+    def disconnect(self, sid: str) -> None:
+        self.socketio.server.disconnect(sid)
+
 
 class RecordingPublisher:
     """For tests: remembers everything published."""
@@ -74,12 +93,16 @@ class RecordingPublisher:
     def __init__(self) -> None:
         self.emitted: list[tuple[str, dict[str, Any], str | list[str]]] = []
         self.moved: list[tuple[str, list[str], list[str]]] = []
+        self.disconnected: list[str] = []
 
     def emit(self, event: str, data: dict[str, Any], to: str | list[str]) -> None:
         self.emitted.append((event, data, to))
 
     def move(self, sid: str, leave: list[str], enter: list[str]) -> None:
         self.moved.append((sid, leave, enter))
+
+    def disconnect(self, sid: str) -> None:
+        self.disconnected.append(sid)
 
     def events(self, name: str) -> list[dict[str, Any]]:
         return [data for event, data, _ in self.emitted if event == name]

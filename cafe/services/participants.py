@@ -11,10 +11,12 @@ from ..domain.protocol import ParticipantJoin
 from ..extensions import db
 from ..models import Cafe, Participant
 from .cafes import bump_version, current_seat, facilitator_snapshot, participant_counts, participant_snapshot
+from .cafes import cafe_for_facilitator
 from .errors import ServiceError
+from .harvest import harvest_for_facilitator, harvest_for_participant
 from .events import Outbox, Publisher, cafe_room, facilitators_room, participant_room, table_room
 
-__all__ = ["JoinResult", "join", "leave", "disconnect", "facilitator_join"]
+__all__ = ["JoinResult", "join", "leave", "disconnect", "facilitator_join", "remove"]
 
 
 @dataclass
@@ -98,7 +100,8 @@ def join(cmd: ParticipantJoin, sid: str | None, now: float, publisher: Publisher
     db.session.flush()
     db.session.refresh(cafe)
     up_to_date = cmd.since_version is not None and cmd.since_version >= cafe.version
-    snapshot = None if up_to_date else participant_snapshot(cafe, person, now)
+    snapshot = None if up_to_date else (participant_snapshot(cafe, person, now)
+                                        | harvest_for_participant(db.session, cafe, person.id))
     outbox = Outbox()
     if sid:
         outbox.move(sid, [], rooms_for(cafe, person))
@@ -141,8 +144,31 @@ def disconnect(participant_id: int, sid: str, now: float, publisher: Publisher) 
 def facilitator_join(cafe: Cafe, sid: str | None, since_version: int | None, now: float,
                      publisher: Publisher) -> dict[str, Any]:
     up_to_date = since_version is not None and since_version >= cafe.version
-    snapshot = None if up_to_date else facilitator_snapshot(cafe, now)
+    snapshot = None if up_to_date else facilitator_snapshot(cafe, now) | harvest_for_facilitator(db.session, cafe)
     if sid:
         publisher.move(sid, [], [facilitators_room(cafe.id)])
     db.session.rollback()
     return {"cafe_id": cafe.id, "snapshot": snapshot, "up_to_date": up_to_date, "version": cafe.version}
+
+
+def remove(facilitator_id: int, cafe_id: int, participant_id: int, now: float, publisher: Publisher) -> dict[str, Any]:
+    """Moderation: take a participant out of the café. Their token stops working at once; notes stay."""
+    cafe = cafe_for_facilitator(cafe_id, facilitator_id, lock=True)
+    person = db.session.get(Participant, participant_id)
+    if person is None or person.cafe_id != cafe.id:
+        raise ServiceError("not_found", "No such participant in this café.", 404)
+    outbox = Outbox()
+    if not person.removed:
+        person.removed = True
+        person.connected = False
+        if person.sid:
+            outbox.emit("removed", {"message": "The facilitator has removed you from this café."},
+                        participant_room(person.id))
+            outbox.disconnect(person.sid)
+        person.sid = None
+        cafe.version = bump_version(db.session, cafe.id)
+    _presence_event(outbox, cafe.id, person)
+    answer = {"participant_id": person.id}
+    db.session.commit()
+    outbox.publish(publisher)      # may run the disconnect handler at once: nothing ORM after this
+    return answer

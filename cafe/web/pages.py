@@ -14,7 +14,9 @@ from ..domain.codes import format_join_code, normalise_join_code
 from ..services import accounts
 from ..services.cafes import cafe_for_facilitator, cafes_of, create_cafe, notes_csv
 from ..services.errors import ServiceError
+from ..services.reports import priorities_report
 from . import context as ctx
+from . import exports
 from .qr import qr_svg
 from .strings import LANGUAGE_NAMES, js_strings
 
@@ -220,6 +222,32 @@ def notes_export(cafe_id: int) -> Any:
     body = notes_csv(cafe, include_names=include_names)
     name = f"cafe-{cafe.id}-notes.csv"
     return Response("\ufeff" + body, mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+EXPORT_TYPES = {"csv": "text/csv", "json": "application/json", "md": "text/markdown",
+                "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "html": "text/html"}
+
+
+@bp.get("/cafes/<int:cafe_id>/priorities.<fmt>")
+def priorities_export(cafe_id: int, fmt: str) -> Any:
+    """The ranked priorities with every note behind them, for boards, funders and partners."""
+    if fmt not in EXPORT_TYPES:
+        abort(404)
+    fid = ctx.session_facilitator_id() or ctx.bearer_facilitator_id()
+    if fid is None:
+        abort(401)
+    try:
+        cafe = cafe_for_facilitator(cafe_id, fid)
+    except ServiceError:
+        abort(404)
+    report = priorities_report(cafe, include_names=request.args.get("names") in ("1", "true", "yes"))
+    name = f"cafe-{cafe.id}-priorities.{fmt}"
+    if fmt == "html":
+        return render_template("report.html", report=report, chart=exports.bar_chart_svg(report))
+    body: Any = {"csv": exports.as_csv, "json": exports.as_json, "md": exports.as_markdown,
+                 "xlsx": exports.as_xlsx}[fmt](report)
+    return Response(body, mimetype=EXPORT_TYPES[fmt],
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 

@@ -14,7 +14,7 @@ from flask import current_app, request
 
 from ..domain import protocol as p
 from ..extensions import db, socketio
-from ..services import accounts, notes, participants, rounds
+from ..services import accounts, harvest, notes, participants, rounds
 from ..services.cafes import cafe_for_facilitator
 from ..services.errors import ServiceError
 from . import context as ctx
@@ -219,6 +219,97 @@ def seating_preview(cmd: p.CafeCommand, ident: Identity) -> dict[str, Any]:
     assert ident.facilitator_id is not None
     return rounds.seating_preview(ident.facilitator_id, cmd.cafe_id, ctx.now(), ctx.grace(),
                                   current_app.config["SEATING_TIME_LIMIT"], run=ctx.cpu_runner())
+
+
+@command("participant_remove", p.ParticipantRemove, role="facilitator")
+def participant_remove(cmd: p.ParticipantRemove, ident: Identity) -> dict[str, Any]:
+    assert ident.facilitator_id is not None
+    return participants.remove(ident.facilitator_id, cmd.cafe_id, cmd.participant_id, ctx.now(), ctx.publisher())
+
+
+# -- the harvest -------------------------------------------------------------------------------------
+def _theme_model() -> str | None:
+    return current_app.config.get("THEME_MODEL")
+
+
+@command("harvest_start", p.CafeCommand, role="facilitator")
+def harvest_start(cmd: p.CafeCommand, ident: Identity) -> dict[str, Any]:
+    assert ident.facilitator_id is not None
+    return harvest.start_harvest(ident.facilitator_id, cmd.cafe_id, ctx.now(), ctx.publisher(),
+                                 run=ctx.cpu_runner(), pipeline=_theme_model())
+
+
+@command("themes_propose", p.ThemesPropose, role="facilitator")
+def themes_propose(cmd: p.ThemesPropose, ident: Identity) -> dict[str, Any]:
+    assert ident.facilitator_id is not None
+    return harvest.repropose(ident.facilitator_id, cmd.cafe_id, cmd.confirm, ctx.now(), ctx.publisher(),
+                             run=ctx.cpu_runner(), pipeline=_theme_model())
+
+
+@command("theme_rename", p.ThemeRename, role="facilitator")
+def theme_rename(cmd: p.ThemeRename, ident: Identity) -> dict[str, Any]:
+    assert ident.facilitator_id is not None
+    return harvest.rename_theme(ident.facilitator_id, cmd.cafe_id, cmd.theme_id, cmd.label, ctx.now(),
+                                ctx.publisher())
+
+
+@command("theme_add", p.ThemeAdd, role="facilitator")
+def theme_add(cmd: p.ThemeAdd, ident: Identity) -> dict[str, Any]:
+    assert ident.facilitator_id is not None
+    return harvest.add_theme(ident.facilitator_id, cmd.cafe_id, cmd.label, ctx.now(), ctx.publisher())
+
+
+@command("theme_merge", p.ThemeMerge, role="facilitator")
+def theme_merge(cmd: p.ThemeMerge, ident: Identity) -> dict[str, Any]:
+    assert ident.facilitator_id is not None
+    return harvest.merge_themes(ident.facilitator_id, cmd.cafe_id, cmd.theme_id, cmd.into_id, ctx.now(),
+                                ctx.publisher())
+
+
+@command("note_move", p.NoteMove, role="facilitator")
+def note_move(cmd: p.NoteMove, ident: Identity) -> dict[str, Any]:
+    assert ident.facilitator_id is not None
+    return harvest.move_note(ident.facilitator_id, cmd.cafe_id, cmd.note_id, cmd.theme_id, ctx.now(),
+                             ctx.publisher())
+
+
+@command("theme_split", p.ThemeSplit, role="facilitator")
+def theme_split(cmd: p.ThemeSplit, ident: Identity) -> dict[str, Any]:
+    assert ident.facilitator_id is not None
+    return harvest.split_theme(ident.facilitator_id, cmd.cafe_id, cmd.theme_id, list(cmd.note_ids), cmd.label,
+                               ctx.now(), ctx.publisher())
+
+
+@command("note_hide", p.NoteHide, role="facilitator")
+def note_hide(cmd: p.NoteHide, ident: Identity) -> dict[str, Any]:
+    assert ident.facilitator_id is not None
+    return harvest.hide_note(ident.facilitator_id, cmd.cafe_id, cmd.note_id, cmd.hidden, ctx.now(), ctx.publisher())
+
+
+@command("voting_open", p.VotingOpen, role="facilitator")
+def voting_open(cmd: p.VotingOpen, ident: Identity) -> dict[str, Any]:
+    assert ident.facilitator_id is not None
+    return harvest.open_voting(ident.facilitator_id, cmd.cafe_id, budget=cmd.budget, stacking=cmd.stacking,
+                               show_tally=cmd.show_tally, now=ctx.now(), publisher=ctx.publisher())
+
+
+@command("tally_show", p.TallyShow, role="facilitator")
+def tally_show(cmd: p.TallyShow, ident: Identity) -> dict[str, Any]:
+    assert ident.facilitator_id is not None
+    return harvest.set_tally_visible(ident.facilitator_id, cmd.cafe_id, cmd.show, ctx.now(), ctx.publisher())
+
+
+@command("voting_close", p.CafeCommand, role="facilitator")
+def voting_close(cmd: p.CafeCommand, ident: Identity) -> dict[str, Any]:
+    assert ident.facilitator_id is not None
+    return harvest.close_voting(ident.facilitator_id, cmd.cafe_id, ctx.now(), ctx.publisher())
+
+
+@command("vote_set", p.VoteSet, role="participant")
+def vote_set(cmd: p.VoteSet, ident: Identity) -> dict[str, Any]:
+    assert ident.participant_id is not None
+    op = harvest.vote_operation(ident.participant_id, dict(cmd.votes), ctx.now())
+    return ctx.committer().submit(op)
 
 
 def register(app: Any) -> None:
