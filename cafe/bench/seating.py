@@ -188,7 +188,7 @@ def main(argv: Sequence[str]) -> int:
     ap.add_argument("instances", help="instances JSON (a list)")
     ap.add_argument("--out", required=True, help="directory for <name>.json schedules")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--time-limit", type=float, default=5.0,
+    ap.add_argument("--time-limit", type=float, default=8.0,
                     help="seconds per instance for the search (it stops earlier at a proven optimum)")
     ap.add_argument("--only", nargs="*", default=None, help="instance names to run")
     args = ap.parse_args(list(argv))

@@ -197,12 +197,21 @@ def _round_lb(prev_rounds: Sequence[Sequence[Sequence[int]]], present: Sequence[
     best = forced_pairs
     T = len(sizes)
     n = len(present)
+    size_count: dict[int, int] = defaultdict(int)
+    for s in sizes:
+        size_count[s] += 1
     for rnd in prev_rounds:
-        groups = [len(g) for g in rnd if g]
-        seated = sum(groups)
-        lb1 = sum(_spread_pairs(a, T) for a in groups)
-        k = len(groups) + (n - seated)
-        lb2 = sum(_spread_pairs(s, k) for s in sizes)
+        group_count: dict[int, int] = defaultdict(int)
+        seated = 0
+        groups = 0
+        for g in rnd:
+            if g:
+                group_count[len(g)] += 1
+                seated += len(g)
+                groups += 1
+        lb1 = sum(c * _spread_pairs(a, T) for a, c in group_count.items())
+        k = groups + (n - seated)
+        lb2 = sum(c * _spread_pairs(s, k) for s, c in size_count.items())
         best = max(best, lb1, lb2)
     return best
 
@@ -678,7 +687,7 @@ class _Context:
                 bad.discard(-1)
                 # Scan open tables from a random offset for a free one.
                 L = len(open_list)
-                start = rng.randrange(L) if L else 0
+                start = int(rng.random() * L)
                 i = 0
                 while i < L:
                     t = open_list[(start + i) % L]
@@ -735,8 +744,9 @@ class _Context:
             self._add_round(m, vis, rnd)
         while len(out) < rounds:
             rnd = self.greedy_round(m, vis, rng)
-            self._add_round(m, vis, rnd)
             out.append(rnd)
+            if len(out) < rounds:
+                self._add_round(m, vis, rnd)
         return out
 
     def _add_round(self, m: list, vis: list, rnd: Sequence[Sequence[int]]) -> None:
@@ -749,6 +759,64 @@ class _Context:
                 for b in members[i + 1:]:
                     ma[b] += 1
                     m[b][a] += 1
+
+    def relabel(self, rounds: list[list[list[int]]], passes: int = 3) -> list[list[list[int]]]:
+        """Renumber the tables of each round (those without hosts or fixed people) to cut revisits; who
+        sits with whom is unchanged."""
+        T = self.T
+        if T < 2 or T > 120 or not rounds:
+            return rounds
+        rounds = [[list(t) for t in rnd] for rnd in rounds]
+        fixed_tables = set(self.station.values())
+        free = [t for t in range(T) if t not in fixed_tables]
+        if len(free) < 2:
+            return rounds
+        movable = self.movable
+        vis: list[dict[int, int]] = [dict(v) for v in self.visits]
+        for rnd in rounds:
+            for t, members in enumerate(rnd):
+                for p in members:
+                    vis[p][t] = vis[p].get(t, 0) + 1
+        for _ in range(passes):
+            changed = False
+            for rnd in rounds:
+                # cost[x][l]: movers of the group now at table x who sat at table l in another round
+                cost = {}
+                for x in free:
+                    row = {}
+                    for label in free:
+                        c = 0
+                        for p in rnd[x]:
+                            if movable[p]:
+                                v = vis[p].get(label, 0) - (1 if label == x else 0)
+                                if v > 0:
+                                    c += 1
+                        row[label] = c
+                    cost[x] = row
+                # assignment group x -> label, improved by pairwise exchanges
+                label_of = {x: x for x in free}
+                improved = True
+                while improved:
+                    improved = False
+                    for i, x in enumerate(free):
+                        for y in free[i + 1:]:
+                            lx, ly = label_of[x], label_of[y]
+                            if cost[x][ly] + cost[y][lx] < cost[x][lx] + cost[y][ly]:
+                                label_of[x], label_of[y] = ly, lx
+                                improved = True
+                if any(label_of[x] != x for x in free):
+                    changed = True
+                    old = {x: rnd[x] for x in free}
+                    for x in free:
+                        for p in old[x]:
+                            vis[p][x] -= 1
+                    for x in free:
+                        rnd[label_of[x]] = old[x]
+                        for p in old[x]:
+                            vis[p][label_of[x]] = vis[p].get(label_of[x], 0) + 1
+            if not changed:
+                break
+        return rounds
 
     # ---------------------------------------------------------------- evaluation
 
@@ -853,8 +921,10 @@ class _Context:
                 if self.has_lang:
                     iso += self.iso_count(members)
             prev.append([list(t) for t in rnd])
-            tables = [sorted((ids[p] for p in members), key=lambda pid: (self.index[pid] not in host_first, pid))
-                      for members in rnd]
+            tables = []
+            for members in rnd:
+                hosts_here = sorted(ids[p] for p in members if p in host_first)
+                tables.append(hosts_here + sorted(ids[p] for p in members if p not in host_first))
             plans.append(RoundPlan(tables=tables, repeats=rep, third_meetings=third, revisits=rev,
                                    lower_bound=lb, language_isolated=iso, warnings=list(self.warnings)))
         return plans
@@ -1212,11 +1282,12 @@ def plan_schedule(problem: SeatingProblem, rounds: int, *, time_limit: float = 0
                 candidates.append(ctx.greedy_schedule(built, rounds, rng) if len(built) < rounds else built)
     best, best_cost = None, None
     for cand in candidates:
+        cand = ctx.relabel(cand)
         c = ctx.evaluate(cand)
         if best_cost is None or c < best_cost:
             best, best_cost = cand, c
     if best_cost is None or best_cost > target:
-        greedy = ctx.greedy_schedule([], rounds, rng)
+        greedy = ctx.relabel(ctx.greedy_schedule([], rounds, rng))
         c = ctx.evaluate(greedy)
         if best_cost is None or c < best_cost:
             best, best_cost = greedy, c
@@ -1224,7 +1295,12 @@ def plan_schedule(problem: SeatingProblem, rounds: int, *, time_limit: float = 0
     if best_cost > target and time.perf_counter() < deadline:
         search = _Search(ctx, best, rng)
         best, best_cost = search.run(target, deadline, _work_budget(time_limit))
+        if best_cost > target:
+            best = ctx.relabel(best)
     return ctx.report(best)
+
+
+_LOOKAHEAD_MAX = 400
 
 
 def plan_round(problem: SeatingProblem, *, time_limit: float = 0.3, rounds_left: int = 1) -> RoundPlan:
@@ -1234,9 +1310,11 @@ def plan_round(problem: SeatingProblem, *, time_limit: float = 0.3, rounds_left:
     the remaining rounds together and returns the first. When attendance has not changed since the
     history started and the history is exactly the start of the schedule this planner would have made
     (same seed), it continues that schedule, so a café planned round by round still gets the
-    zero-repeat constructions.
+    zero-repeat constructions. Above 400 people the look-ahead is skipped (sparse, and kept fast).
     """
     rounds_left = max(1, int(rounds_left))
+    if len(problem.participants) > _LOOKAHEAD_MAX:
+        rounds_left = 1  # large cafés are sparse: one greedy round is already optimal, and fast
     start = time.perf_counter()
     if rounds_left > 1 and problem.history and problem.participants:
         present = set(problem.participants)

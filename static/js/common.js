@@ -45,6 +45,11 @@
     while (node.firstChild) { node.removeChild(node.firstChild); }
   };
 
+  /* The singular form when n is 1 (its own catalog entry), otherwise the plural with %(n)s. */
+  Cafe.plural = function (one, other, n) {
+    return n === 1 ? Cafe.t(one) : Cafe.t(other, {n: n});
+  };
+
   Cafe.byId = function (id) { return document.getElementById(id); };
 
   /* --- the round clock: server-authoritative timestamps, counted down locally --- */
@@ -68,7 +73,7 @@
   };
   Cafe.spokenTime = function (seconds) {
     var m = Math.ceil(seconds / 60);
-    return m <= 1 ? Cafe.t('less than a minute left') : Cafe.t('%(n)s minutes left', {n: m});
+    return m <= 1 ? Cafe.t('less than a minute left') : Cafe.plural('1 minute left', '%(n)s minutes left', m);
   };
 
   /* --- tables: number + colour + shape, so colour is never the only signal --- */
@@ -163,11 +168,71 @@
     remove: function (key) { try { window.localStorage.removeItem(key); } catch (e) { /* ignore */ } }
   };
 
+  /* Horizontal bars (label, value), drawn with elements so text stays text. */
+  Cafe.drawBars = function (container, items, max) {
+    Cafe.clear(container);
+    var top = max || 1;
+    for (var i = 0; i < items.length; i++) { top = Math.max(top, items[i].value); }
+    for (var j = 0; j < items.length; j++) {
+      var item = items[j];
+      var row = Cafe.el('li', {className: 'bar-row'});
+      row.appendChild(Cafe.el('span', {className: 'bar-label', text: item.label, dir: 'auto'}));
+      var track = Cafe.el('span', {className: 'bar-track'});
+      var bar = Cafe.el('span', {className: 'bar'});
+      bar.style.width = Math.max(1, Math.round(100 * item.value / top)) + '%';
+      track.appendChild(bar);
+      row.appendChild(track);
+      row.appendChild(Cafe.el('span', {className: 'bar-value', text: String(item.value)}));
+      container.appendChild(row);
+    }
+  };
+
+  Cafe.tallyItems = function (themes, tally) {
+    var dots = {};
+    var list = (tally && tally.tally) || [];
+    for (var i = 0; i < list.length; i++) { dots[list[i].theme_id] = list[i].dots; }
+    var items = [];
+    for (var j = 0; j < themes.length; j++) {
+      if (themes[j].id === null) { continue; }
+      items.push({label: themes[j].label, value: dots[themes[j].id] || 0});
+    }
+    items.sort(function (a, b) { return b.value - a.value; });
+    return items;
+  };
+
+  Cafe.priorityItems = function (priorities) {
+    var items = [];
+    for (var i = 0; i < (priorities || []).length; i++) {
+      items.push({label: priorities[i].rank + '. ' + priorities[i].label, value: priorities[i].dots});
+    }
+    return items;
+  };
+
+  /* Theme cards for the dashboard and phones: label, how widely it was raised, the note that represents it. */
+  Cafe.drawThemeCards = function (container, themes) {
+    Cafe.clear(container);
+    for (var i = 0; i < themes.length; i++) {
+      var theme = themes[i];
+      if (theme.id === null) { continue; }
+      var card = Cafe.el('li', {className: 'theme-card'});
+      card.appendChild(Cafe.el('h3', {className: 'theme-label', text: theme.label, dir: 'auto'}));
+      card.appendChild(Cafe.el('p', {className: 'theme-meta',
+        text: Cafe.t('raised at %(tables)s tables · %(notes)s notes', {tables: theme.tables, notes: theme.note_count})}));
+      if (theme.representative) {
+        card.appendChild(Cafe.el('p', {className: 'sticky', text: theme.representative.text, dir: 'auto'}));
+      }
+      container.appendChild(card);
+    }
+  };
+
   Cafe.phaseLabel = function (state) {
     if (!state) { return ''; }
     if (state.phase === 'lobby') { return Cafe.t('Waiting to start'); }
     if (state.phase === 'round') { return Cafe.t('Round %(n)s of %(total)s', {n: state.round, total: state.rounds}); }
     if (state.phase === 'break') { return Cafe.t('Round %(n)s is over', {n: state.round}); }
+    if (state.phase === 'harvest') { return Cafe.t('Harvest: themes from every table'); }
+    if (state.phase === 'voting') { return Cafe.t('Voting'); }
+    if (state.phase === 'results') { return Cafe.t("The room's priorities"); }
     if (state.phase === 'ended') { return Cafe.t('The café has ended'); }
     return state.phase;
   };

@@ -69,7 +69,128 @@
       drawPeople(model);
       schedulePreview(model);
     }
+    drawHarvest(model, what);
     tick(model);
+  }
+
+  /* --- the harvest --- */
+  function drawHarvest(model, what) {
+    var s = model.state;
+    var phase = s.phase;
+    var harvesting = phase === 'harvest';
+    C.byId('btn-harvest').hidden = !(phase === 'break' || phase === 'ended');
+    C.byId('btn-repropose').hidden = !harvesting;
+    C.byId('theme-add').hidden = !harvesting;
+    C.byId('voting-settings').hidden = !harvesting;
+    C.byId('voting-live').hidden = phase !== 'voting';
+    C.byId('results').hidden = phase !== 'results';
+    C.byId('harvest-intro').hidden = phase === 'voting' || phase === 'results';
+    if (what === 'themes' || what === 'snapshot' || what === 'phase') { drawThemeEditor(model, harvesting); }
+    if (phase === 'voting') {
+      C.byId('voters').textContent = C.plural('1 person has voted', '%(n)s people have voted', model.tally ? model.tally.voters : 0);
+      C.byId('tally-toggle').checked = !!s.show_tally;
+      C.drawBars(C.byId('tally'), C.tallyItems(model.themes, model.tally));
+    }
+    if (phase === 'results') {
+      C.drawBars(C.byId('priority-list'), C.priorityItems(model.priorities));
+    }
+  }
+
+  function themeSelect(model, excludeId, label) {
+    var select = C.el('select', {'aria-label': label});
+    select.appendChild(C.el('option', {value: '', text: label}));
+    for (var i = 0; i < model.themes.length; i++) {
+      var t = model.themes[i];
+      if (t.id === null || t.id === excludeId) { continue; }
+      select.appendChild(C.el('option', {value: String(t.id), text: t.label}));
+    }
+    return select;
+  }
+
+  function drawThemeEditor(model, editable) {
+    var list = C.byId('theme-editor');
+    C.clear(list);
+    if (model.state.phase !== 'harvest' && model.state.phase !== 'voting' && model.state.phase !== 'results') { return; }
+    for (var i = 0; i < model.themes.length; i++) {
+      list.appendChild(themeItem(model, model.themes[i], editable));
+    }
+  }
+
+  function themeItem(model, theme, editable) {
+    var item = C.el('li', {className: 'theme-edit'});
+    var head = C.el('div', {className: 'row'});
+    if (theme.id === null) {
+      head.appendChild(C.el('h3', {text: C.t('Notes without a theme')}));
+    } else if (editable) {
+      var input = C.el('input', {value: theme.label, maxlength: '120', 'aria-label': C.t('Rename'), className: 'theme-name'});
+      var rename = C.el('button', {type: 'button', className: 'button secondary', text: C.t('Rename')});
+      rename.addEventListener('click', function () { send('theme_rename', {theme_id: theme.id, label: input.value}); });
+      head.appendChild(input);
+      head.appendChild(rename);
+      var target = themeSelect(model, theme.id, C.t('Merge into…'));
+      var merge = C.el('button', {type: 'button', className: 'button secondary', text: C.t('Merge')});
+      merge.addEventListener('click', function () {
+        if (target.value) { send('theme_merge', {theme_id: theme.id, into_id: parseInt(target.value, 10)}); }
+      });
+      head.appendChild(target);
+      head.appendChild(merge);
+    } else {
+      head.appendChild(C.el('h3', {text: theme.label, dir: 'auto'}));
+    }
+    item.appendChild(head);
+    item.appendChild(C.el('p', {className: 'muted', text: C.t('raised at %(tables)s tables · %(notes)s notes', {tables: theme.tables, notes: theme.note_count})}));
+    var notes = C.el('ul', {className: 'theme-notes'});
+    var ticks = [];
+    for (var j = 0; j < (theme.notes || []).length; j++) {
+      notes.appendChild(noteRow(model, theme, theme.notes[j], editable, ticks));
+    }
+    item.appendChild(notes);
+    if (editable && theme.id !== null && (theme.notes || []).length > 1) {
+      var split = C.el('button', {type: 'button', className: 'button secondary', text: C.t('Split the ticked notes into a new theme')});
+      split.addEventListener('click', function () {
+        var ids = [];
+        for (var k = 0; k < ticks.length; k++) { if (ticks[k].box.checked) { ids.push(ticks[k].id); } }
+        if (ids.length) { send('theme_split', {theme_id: theme.id, note_ids: ids}); }
+      });
+      item.appendChild(split);
+    }
+    return item;
+  }
+
+  function noteRow(model, theme, note, editable, ticks) {
+    var row = C.el('li', {className: 'theme-note' + (note.hidden ? ' is-hidden' : '')});
+    if (editable && theme.id !== null) {
+      var box = C.el('input', {type: 'checkbox', 'aria-label': C.t('Select note')});
+      ticks.push({box: box, id: note.id});
+      row.appendChild(box);
+    }
+    row.appendChild(C.el('span', {className: 'theme-note-text', text: note.text, dir: 'auto'}));
+    row.appendChild(C.el('span', {className: 'muted', text: ' · ' + C.t('Table %(n)s', {n: note.table}) + (note.hidden ? ' · ' + C.t('hidden') : '')}));
+    var hide = C.el('button', {type: 'button', className: 'link', text: note.hidden ? C.t('Show') : C.t('Hide')});
+    hide.addEventListener('click', function () { send('note_hide', {note_id: note.id, hidden: !note.hidden}); });
+    row.appendChild(hide);
+    if (editable) {
+      var move = themeSelect(model, theme.id, C.t('Move to…'));
+      move.addEventListener('change', function () {
+        if (move.value) { send('note_move', {note_id: note.id, theme_id: parseInt(move.value, 10)}); }
+      });
+      row.appendChild(move);
+    }
+    return row;
+  }
+
+  function send(event, payload, done) {
+    model.command(event, payload, function (answer) {
+      var out = C.byId('control-message');
+      if (answer.ok) { out.hidden = true; if (done) { done(answer); } return; }
+      if (answer.error.code === 'confirm_needed' && window.confirm(answer.error.message)) {
+        payload.confirm = true;
+        send(event, payload, done);
+        return;
+      }
+      out.textContent = answer.error.message;
+      out.hidden = false;
+    });
   }
 
   function drawPeople(model) {
@@ -79,8 +200,21 @@
     for (var i = 0; i < ids.length; i++) {
       var p = model.participants[ids[i]];
       var status = p.left ? C.t('left') : (p.connected ? '' : C.t('away'));
-      list.appendChild(C.el('li', {className: status ? 'muted' : '', text: p.name + (status ? ' (' + status + ')' : '')}));
+      var li = C.el('li', {className: status ? 'muted' : ''}, [p.name + (status ? ' (' + status + ')' : '')]);
+      if (!p.left) { li.appendChild(removeButton(p)); }
+      list.appendChild(li);
     }
+  }
+
+  function removeButton(person) {
+    var button = C.el('button', {type: 'button', className: 'link danger', text: C.t('Remove'),
+                                 'aria-label': C.t('Remove') + ' ' + person.name});
+    button.addEventListener('click', function () {
+      if (window.confirm(C.t('Remove %(name)s from the café?', {name: person.name}))) {
+        send('participant_remove', {participant_id: person.id});
+      }
+    });
+    return button;
   }
 
   function tick(model) {
@@ -107,5 +241,21 @@
   bind('btn-end-cafe', 'cafe_end');
   bind('btn-joins-close', 'joins_close');
   bind('btn-joins-open', 'joins_open');
+  bind('btn-harvest', 'harvest_start');
+  bind('btn-close-voting', 'voting_close');
+  C.byId('btn-repropose').addEventListener('click', function () { send('themes_propose', {}); });
+  C.byId('theme-add').addEventListener('submit', function (e) {
+    e.preventDefault();
+    var field = C.byId('theme-add-label');
+    if (field.value.trim()) { send('theme_add', {label: field.value}, function () { field.value = ''; }); }
+  });
+  C.byId('voting-settings').addEventListener('submit', function (e) {
+    e.preventDefault();
+    send('voting_open', {budget: parseInt(C.byId('vote-budget').value, 10) || 3,
+                         stacking: C.byId('vote-stacking').checked, show_tally: C.byId('vote-show').checked});
+  });
+  C.byId('tally-toggle').addEventListener('change', function () {
+    send('tally_show', {show: C.byId('tally-toggle').checked});
+  });
   setInterval(function () { if (model.state) { tick(model); } }, 500);
 })();

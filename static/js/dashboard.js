@@ -17,10 +17,23 @@
     C.byId('joined').textContent = C.t('%(n)s joined', {n: count});
     C.byId('join-panel').className = 'join-panel' + (s.phase === 'lobby' ? ' large' : '');
     C.byId('joins-closed').hidden = s.joins_open;
+    var harvesting = s.phase === 'harvest' || s.phase === 'voting' || s.phase === 'results';
     if (what !== 'state') {
       C.drawTables(C.byId('tables'), model, true);
       drawLobby(model);
     }
+    C.byId('tables').hidden = s.phase === 'lobby' || harvesting;
+    C.byId('harvest').hidden = s.phase !== 'harvest';
+    C.byId('voting').hidden = s.phase !== 'voting';
+    C.byId('results').hidden = s.phase !== 'results';
+    if (s.phase === 'harvest') { C.drawThemeCards(C.byId('theme-cards'), model.themes); }
+    if (s.phase === 'voting') {
+      var voters = model.tally ? model.tally.voters : 0;
+      C.byId('voting-status').textContent = C.plural('1 person has voted', '%(n)s people have voted', voters);
+      if (s.show_tally) { C.drawBars(C.byId('tally'), C.tallyItems(model.themes, model.tally)); }
+      else { C.clear(C.byId('tally')); }
+    }
+    if (s.phase === 'results') { C.drawBars(C.byId('priorities'), C.priorityItems(model.priorities)); }
     tick(model);
   }
 
@@ -29,7 +42,6 @@
     C.clear(list);
     var inLobby = model.state.phase === 'lobby';
     C.byId('lobby').hidden = !inLobby;
-    C.byId('tables').hidden = inLobby;
     if (!inLobby) { return; }
     var ids = Object.keys(model.participants).map(Number).sort(function (a, b) { return a - b; });
     var shown = 0;

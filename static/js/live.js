@@ -6,7 +6,7 @@
 
   C.live = function (cafeId, onChange) {
     var model = {state: null, seating: {round: 0, tables: []}, participants: {}, notes: {}, preview: null,
-                 version: null, socket: null};
+                 version: null, socket: null, themes: [], tally: null, priorities: null};
     var socket = model.socket = C.connect();
 
     function changed(what) { onChange(model, what); }
@@ -20,6 +20,9 @@
       model.notes = {};
       for (var j = 0; j < s.notes.length; j++) { model.notes[s.notes[j].id] = s.notes[j]; }
       model.version = s.state.version;
+      model.themes = s.themes || [];
+      model.tally = s.tally || null;
+      model.priorities = s.priorities || null;
     }
 
     function join() {
@@ -48,6 +51,9 @@
     socket.on('note_added', function (m) { model.notes[m.note.id] = m.note; model.version = m.version; changed('notes'); });
     socket.on('note_updated', function (m) { model.notes[m.note.id] = m.note; changed('notes'); });
     socket.on('note_deleted', function (m) { delete model.notes[m.note_id]; changed('notes'); });
+    socket.on('themes_changed', function (m) { model.themes = m.themes; changed('themes'); });
+    socket.on('tally_changed', function (m) { model.tally = m; changed('tally'); });
+    socket.on('priorities_ranked', function (m) { model.priorities = m.priorities; changed('priorities'); });
 
     model.command = function (event, extra, done) {
       var payload = {cafe_id: cafeId};

@@ -7,6 +7,7 @@
   var code = root.getAttribute('data-code');
   var tokenKey = 'cafe.token.' + code;
   var outboxKey = 'cafe.outbox.' + code;
+  var votesKey = 'cafe.votes.' + code;
   var versionKey = 'cafe.version.' + code;
 
   var socket = null;
@@ -17,10 +18,16 @@
   var outbox = C.store.get(outboxKey, []);   // [{client_id, text, lang}]
   var tableCardDismissedFor = null;
   var lastAnnounced = {phase: null, minute: null};
+  var themes = [];
+  var myVotes = {};                                   // theme id (string) -> dots, as the server has them
+  var pendingVotes = C.store.get(votesKey, null);     // an allocation not yet saved
+  var tally = null;
+  var priorities = null;
+  var voteTimer = null;
 
   var views = {
     join: C.byId('view-join'), lobby: C.byId('view-lobby'), table: C.byId('view-table'),
-    round: C.byId('view-round'), ended: C.byId('view-ended')
+    round: C.byId('view-round'), harvest: C.byId('view-harvest'), ended: C.byId('view-ended')
   };
 
   function show(name) {
@@ -63,6 +70,7 @@
       }
       if (answer.rejoin_token) { C.store.set(tokenKey, answer.rejoin_token); }
       me = answer.participant;
+      if (pendingVotes) { setTimeout(sendVotes, 0); }
       C.byId('my-name').textContent = me.name;
       if (answer.snapshot) { applySnapshot(answer.snapshot); }
       render();
@@ -82,6 +90,10 @@
     seat = snapshot.seat;
     notes = {};
     for (var i = 0; i < snapshot.notes.length; i++) { notes[snapshot.notes[i].id] = snapshot.notes[i]; }
+    themes = snapshot.themes || [];
+    myVotes = snapshot.my_votes || {};
+    tally = snapshot.tally || null;
+    priorities = snapshot.priorities || null;
   }
 
   function setState(newState) {
@@ -99,6 +111,9 @@
     for (var i = 0; i < qs.length; i++) { qs[i].textContent = question; }
     if (state.phase === 'ended') {
       show('ended');
+    } else if (state.phase === 'harvest' || state.phase === 'voting' || state.phase === 'results') {
+      drawHarvest();
+      show('harvest');
     } else if (state.phase === 'lobby' || !seat || seat.round !== state.round) {
       C.byId('lobby-message').textContent = state.phase === 'lobby' ? C.t('You are in. The facilitator will start soon.')
         : C.t('You will get a table when the next round starts.');
@@ -221,6 +236,109 @@
     }
   }
 
+  /* --- the harvest and the vote --- */
+  function allocation() { return pendingVotes || myVotes; }
+
+  function spent(votes) {
+    var total = 0;
+    for (var k in votes) { if (votes.hasOwnProperty(k)) { total += votes[k]; } }
+    return total;
+  }
+
+  function drawHarvest() {
+    var phase = state.phase;
+    C.byId('harvest-phase').textContent = C.phaseLabel(state);
+    C.byId('harvest-title').textContent = phase === 'voting' ? C.t('Voting is open')
+      : (phase === 'results' ? C.t("The room's priorities") : C.t('The harvest'));
+    C.byId('harvest-intro').textContent = phase === 'voting'
+      ? C.t('Tap + to give a theme a dot. You can change your mind until voting closes.')
+      : C.t('These themes came up across the tables.');
+    var list = C.byId('phone-themes');
+    var ranked = C.byId('phone-priorities');
+    list.hidden = phase === 'results';
+    ranked.hidden = phase !== 'results';
+    if (phase === 'results') {
+      C.drawBars(ranked, C.priorityItems(priorities));
+      C.byId('vote-status').hidden = true;
+      return;
+    }
+    C.clear(list);
+    var votes = allocation();
+    var left = state.vote_budget - spent(votes);
+    var status = C.byId('vote-status');
+    status.hidden = phase !== 'voting';
+    if (phase === 'voting') {
+      status.textContent = (left > 0 ? C.plural('You have 1 dot left', 'You have %(n)s dots left', left) : C.t('You have used all your dots')) +
+        ' · ' + (pendingVotes ? C.t('Saving your votes…') : C.t('Your votes are saved'));
+    }
+    var dots = {};
+    if (tally && state.show_tally) {
+      for (var t = 0; t < tally.tally.length; t++) { dots[tally.tally[t].theme_id] = tally.tally[t].dots; }
+    }
+    for (var i = 0; i < themes.length; i++) {
+      list.appendChild(themeRow(themes[i], votes, left, phase === 'voting', dots));
+    }
+  }
+
+  function themeRow(theme, votes, left, voting, dots) {
+    var li = C.el('li', {className: 'phone-theme'});
+    var body = C.el('div', {className: 'phone-theme-body'});
+    body.appendChild(C.el('h2', {className: 'theme-label', text: theme.label, dir: 'auto'}));
+    body.appendChild(C.el('p', {className: 'muted', text: C.t('raised at %(tables)s tables · %(notes)s notes', {tables: theme.tables, notes: theme.note_count})}));
+    if (theme.representative) { body.appendChild(C.el('p', {className: 'note-text quote', text: theme.representative.text, dir: 'auto'})); }
+    if (dots.hasOwnProperty(theme.id)) { body.appendChild(C.el('p', {className: 'muted', text: C.plural('1 dot', '%(n)s dots', dots[theme.id])})); }
+    li.appendChild(body);
+    if (voting) {
+      var mine = votes[String(theme.id)] || 0;
+      var box = C.el('div', {className: 'vote-box'});
+      var minus = C.el('button', {type: 'button', className: 'vote-btn', text: '−', 'aria-label': C.t('Take a dot from %(theme)s', {theme: theme.label})});
+      var count = C.el('span', {className: 'vote-count', text: String(mine), 'aria-hidden': 'true'});
+      var plus = C.el('button', {type: 'button', className: 'vote-btn', text: '+', 'aria-label': C.t('Add a dot to %(theme)s', {theme: theme.label})});
+      minus.disabled = mine === 0;
+      plus.disabled = left <= 0 || (!state.vote_stacking && mine >= 1);
+      minus.addEventListener('click', function () { changeVote(theme.id, -1); });
+      plus.addEventListener('click', function () { changeVote(theme.id, 1); });
+      box.appendChild(minus);
+      box.appendChild(count);
+      box.appendChild(plus);
+      li.appendChild(box);
+    }
+    return li;
+  }
+
+  function changeVote(themeId, delta) {
+    var votes = {};
+    var current = allocation();
+    for (var k in current) { if (current.hasOwnProperty(k)) { votes[k] = current[k]; } }
+    var key = String(themeId);
+    votes[key] = Math.max(0, (votes[key] || 0) + delta);
+    if (!votes[key]) { delete votes[key]; }
+    if (spent(votes) > state.vote_budget) { return; }
+    pendingVotes = votes;
+    C.store.set(votesKey, pendingVotes);
+    drawHarvest();
+    clearTimeout(voteTimer);
+    voteTimer = setTimeout(sendVotes, 300);
+  }
+
+  function sendVotes() {
+    if (!pendingVotes || !socket || !socket.connected) { return; }
+    var sent = pendingVotes;
+    C.command(socket, 'vote_set', {votes: sent}, function (answer) {
+      if (answer.ok) {
+        myVotes = answer.votes;
+        if (pendingVotes === sent) { pendingVotes = null; C.store.remove(votesKey); }
+        C.byId('vote-error').hidden = true;
+      } else if (['timeout', 'storage_unavailable', 'no_answer', 'internal'].indexOf(answer.error.code) < 0) {
+        pendingVotes = null;
+        C.store.remove(votesKey);
+        C.byId('vote-error').textContent = answer.error.message;
+        C.byId('vote-error').hidden = false;
+      }
+      if (state && state.phase !== 'round') { drawHarvest(); }
+    });
+  }
+
   /* --- notes --- */
   function saveOutbox() { C.store.set(outboxKey, outbox); }
 
@@ -291,6 +409,14 @@
     socket.on('note_updated', function (m) { notes[m.note.id] = markMine(m.note); drawIfRound(); });
     socket.on('note_deleted', function (m) { delete notes[m.note_id]; drawIfRound(); });
     socket.on('participants_changed', function () { /* the phone does not need the count */ });
+    socket.on('themes_changed', function (m) { themes = m.themes; if (state) { render(); } });
+    socket.on('tally_changed', function (m) { tally = m; if (state && !views.harvest.hidden) { drawHarvest(); } });
+    socket.on('priorities_ranked', function (m) { priorities = m.priorities; if (state) { render(); } });
+    socket.on('removed', function (m) {
+      C.store.remove(tokenKey);
+      C.byId('lobby-message').textContent = m.message || C.t('The facilitator has removed you from this café.');
+      show('lobby');
+    });
   }
 
   function markMine(note) {
