@@ -74,8 +74,10 @@ def plan_instance(inst: dict[str, Any], seed: int, time_limit: float) -> tuple[S
                                      fixed=frozenset(p for p in fixed if p in present), seed=seed)
             plan = plan_round(problem, time_limit=time_limit, rounds_left=R - r)
             history.append(tuple(tuple(t) for t in plan.tables))
-            here = set(present)
-            rounds.append({"tables": plan.tables, "absent": [p for p in everyone if p not in here]})
+            rounds.append({"tables": plan.tables, "present": set(present)})
+        for rnd in rounds:
+            here = rnd.pop("present")
+            rnd["absent"] = [p for p in everyone if p not in here]
     elapsed = time.perf_counter() - start
     schedule: Schedule = {"participants": everyone, "rounds": rounds}
     if hosts:
@@ -85,38 +87,45 @@ def plan_instance(inst: dict[str, Any], seed: int, time_limit: float) -> tuple[S
     return schedule, elapsed
 
 
-def random_schedule(inst: dict[str, Any], seed: int) -> Schedule:
-    """A random shuffle each round with hosts at their tables and fixed people where they first sat."""
+def random_schedule(inst: dict[str, Any], seed: int, attendance: Schedule | None = None) -> Schedule:
+    """A random shuffle each round with hosts at their tables and fixed people where they first sat;
+    with ``attendance`` (a planned schedule) the same people are present each round."""
     n, T, R = int(inst["n"]), int(inst["tables"]), int(inst["rounds"])
     hosts, fixed = _roles(inst)
     rng = random.Random(seed)
     host_of = {p: t for t, p in hosts.items()}
+    everyone = list(attendance["participants"]) if attendance else list(range(n))
     fixed_at: dict[int, int] = {}
     rounds = []
-    for _ in range(R):
+    for r in range(R):
+        absent = set(attendance["rounds"][r].get("absent") or []) if attendance else set()
+        present = [p for p in everyone if p not in absent]
         tables: list[list[int]] = [[] for _ in range(T)]
-        sizes = balanced_sizes(n, T)
-        rng.shuffle(sizes)
         for p, t in host_of.items():
-            tables[t].append(p)
+            if p not in absent:
+                tables[t].append(p)
+        order = list(range(T))
+        rng.shuffle(order)
+        sizes = balanced_sizes(len(present), T)
+        # the biggest sizes go to the tables that already hold someone who cannot move
+        order.sort(key=lambda t: -len(tables[t]))
+        cap = {t: s for t, s in zip(order, sizes)}
         for p in fixed:
+            if p in absent:
+                continue
             if p not in fixed_at:
-                free = [t for t in range(T) if len(tables[t]) < sizes[t]]
+                free = [t for t in range(T) if len(tables[t]) < cap[t]]
                 fixed_at[p] = rng.choice(free)
             tables[fixed_at[p]].append(p)
-        # make the size list fit the stationary people already seated
-        need = sorted(range(T), key=lambda t: -len(tables[t]))
-        ordered = sorted(balanced_sizes(n, T), reverse=True)
-        cap = [0] * T
-        for t, s in zip(need, ordered):
-            cap[t] = max(s, len(tables[t]))
-        movers = [p for p in range(n) if p not in host_of and p not in fixed_at]
+        movers = [p for p in present if p not in host_of and p not in fixed_at]
         rng.shuffle(movers)
-        slots = [t for t in range(T) for _ in range(cap[t] - len(tables[t]))]
+        slots = [t for t in range(T) for _ in range(max(0, cap[t] - len(tables[t])))]
         for p, t in zip(movers, slots):
             tables[t].append(p)
-        rounds.append({"tables": tables})
-    schedule: Schedule = {"participants": list(range(n)), "rounds": rounds}
+        for p in movers[len(slots):]:  # only when people who cannot move overfill a table
+            tables[min(range(T), key=lambda t: len(tables[t]))].append(p)
+        rounds.append({"tables": tables, "absent": sorted(absent)})
+    schedule: Schedule = {"participants": everyone, "rounds": rounds}
     if hosts:
         schedule["hosts"] = {str(t): p for t, p in hosts.items()}
     if fixed:
@@ -213,7 +222,7 @@ def main(argv: Sequence[str]) -> int:
         path = out / f"{name}.json"
         path.write_text(json.dumps(schedule))
         check = verify(json.loads(path.read_text()), T)
-        rand = verify(random_schedule(inst, args.seed), T)
+        rand = verify(random_schedule(inst, args.seed, schedule), T)
         ours_lb = schedule_lower_bound(n, T, R, bool(inst.get("hosts"))) if not inst.get("churn") else None
         known = inst.get("known_min_repeats")
         ok = not check["errors"] and check["host_violations"] == 0 and check["fixed_violations"] == 0 \

@@ -339,7 +339,7 @@ def cluster_vectors(
             vecs = vecs[:, ::-1]
 
             def run(k: int) -> np.ndarray:
-                return _refine(z, _kmeans(_l2(vecs[:, :k]), k, seed), w, REFINE_ITERATIONS)
+                return _kmeans(_l2(vecs[:, :k]), k, seed)
         else:
 
             def run(k: int) -> np.ndarray:
@@ -353,7 +353,11 @@ def cluster_vectors(
         # A small harvest splits only when the split is clearly better than noise.
         if not candidates or max(s for _, s, _ in candidates) < MIN_SILHOUETTE_TO_SPLIT:
             return np.zeros(n, dtype=np.int64)
-    return _select(candidates, base_hi)[2]
+    labels = _select(candidates, base_hi)[2]
+    if n >= 20 and REFINE_ITERATIONS > 0:
+        with np.errstate(all="ignore"):
+            labels = _refine(z, labels, w, REFINE_ITERATIONS)
+    return labels
 
 
 # --------------------------------------------------------------------------- labels

@@ -274,3 +274,15 @@ def notes_csv(cafe: Cafe, include_names: bool = False) -> str:
             row.append(_cell(person.display_name if person else ""))
         writer.writerow(row)
     return out.getvalue()
+
+
+def delete_cafe(cafe_id: int, facilitator_id: int) -> None:
+    """Delete a café and everything in it (participants, seats, notes, themes, votes): nothing is kept."""
+    from sqlalchemy import delete as sql_delete
+
+    from ..models import Theme, Vote
+    cafe = cafe_for_facilitator(cafe_id, facilitator_id, lock=True)
+    for model in (Vote, Note, Theme, Seat, Participant):
+        db.session.execute(sql_delete(model).where(model.cafe_id == cafe.id))
+    db.session.delete(cafe)
+    db.session.commit()

@@ -13,6 +13,7 @@ from flask_babel import gettext as _
 from ..domain.codes import format_join_code, normalise_join_code
 from ..services import accounts
 from ..services.cafes import cafe_for_facilitator, cafes_of, create_cafe, notes_csv
+from ..services.cafes import delete_cafe as remove_cafe
 from ..services.errors import ServiceError
 from ..services.reports import priorities_report
 from . import context as ctx
@@ -183,6 +184,16 @@ def cafe_page(cafe_id: int) -> Any:
     cafe = _own_cafe(cafe_id)
     return render_template("cafe.html", cafe=cafe, join_url=ctx.join_url(cafe.join_code),
                            code=format_join_code(cafe.join_code))
+
+
+@bp.post("/cafes/<int:cafe_id>/delete")
+@login_required
+def delete_cafe(cafe_id: int) -> Any:
+    cafe = _own_cafe(cafe_id)
+    if request.form.get("confirm_title", "").strip() != cafe.title:
+        abort(400, description=_("Type the café's title to confirm that everything in it should be deleted."))
+    remove_cafe(cafe.id, g.facilitator_id)
+    return redirect(url_for("pages.home"))
 
 
 @bp.get("/cafes/<int:cafe_id>/dashboard")

@@ -116,7 +116,8 @@ def participant_join(cmd: p.ParticipantJoin, ident: Identity) -> dict[str, Any]:
     address = ctx.client_address()
     failures = ctx.limiter("failed_joins", FAILED_JOINS_PER_MINUTE, 60.0)
     now = ctx.now()
-    if not failures.allowed(address, now):
+    if not failures.allowed(address, now) and cmd.rejoin_token is None:
+        # Guessing codes is what this stops; a phone coming back with its (unguessable) token still gets in.
         raise ServiceError("rate_limited", "Too many wrong codes from this network; wait a minute and try again.", 429)
     try:
         result = participants.join(cmd, request.sid, now, ctx.publisher())  # type: ignore[attr-defined]

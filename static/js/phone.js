@@ -16,7 +16,8 @@
   var seat = null;        // {round, table, is_host}
   var notes = {};         // id -> note
   var outbox = C.store.get(outboxKey, []);   // [{client_id, text, lang}]
-  var tableCardDismissedFor = null;
+  var seenKey = 'cafe.seen.' + code;
+  var tableCardDismissedFor = C.store.get(seenKey, null);   // the round whose table card was dismissed
   var lastAnnounced = {phase: null, minute: null};
   var themes = [];
   var myVotes = {};                                   // theme id (string) -> dots, as the server has them
@@ -368,7 +369,7 @@
     for (var i = 0; i < outbox.length; i++) { sendNote(outbox[i]); }
   }
 
-  function drawIfRound() { if (!views.round.hidden) { drawNotes(); } }
+  function drawIfRound() { if (seat && state && (state.phase === 'round' || state.phase === 'break')) { drawNotes(); } }
 
   function editNote(note) {
     var text = window.prompt(C.t('Edit your note'), note.text);
@@ -401,7 +402,6 @@
     socket.on('cafe_state', function (s) { setState(s); render(); });
     socket.on('seat_assigned', function (s) {
       seat = s;
-      tableCardDismissedFor = null;
       // notes of an earlier table are no longer this table's
       render();
     });
@@ -437,6 +437,7 @@
 
   C.byId('im-here').addEventListener('click', function () {
     tableCardDismissedFor = seat ? seat.round : null;
+    C.store.set(seenKey, tableCardDismissedFor);
     render();
     C.byId('note-text').focus();
   });
@@ -469,6 +470,10 @@
       C.byId('lobby-message').textContent = C.t('You have left. Thank you! Scan the code again to come back.');
     });
   });
+
+  /* When the browser knows the network is gone, stop waiting for the socket's own timeout. */
+  window.addEventListener('offline', function () { setStatus('offline'); if (socket) { socket.disconnect(); } });
+  window.addEventListener('online', function () { if (socket && !socket.connected) { socket.connect(); } });
 
   setInterval(function () { if (state) { tick(); } }, 1000);
 
