@@ -8,9 +8,13 @@ Pipeline:
    language's mean vector is subtracted (language-agnostic centring) and the neighbour graph
    takes the same number of neighbours from every language, so themes form across languages
    instead of by language.
-4. Spectral clustering of the k-nearest-neighbour graph for every k in an n-dependent range
-   (about 3..15, fewer for small harvests); k is chosen by the cosine silhouette: the largest k
-   whose silhouette is within 10% of the best (finer themes when separation is equally weak).
+4. Spectral clustering of a k-nearest-neighbour graph (0.75*sqrt(n) neighbours) whose edges carry
+   self-tuning Gaussian weights (local scale = distance to the 7th neighbour), for every theme
+   count in an n-dependent range. The count is chosen by the cosine silhouette: the largest k
+   whose silhouette is within 10% of the best up to the base cap (about sqrt(n/2), at most 15;
+   fewer for small harvests). Up to about sqrt(n) themes (at most 20, i.e. from 400 notes on)
+   are proposed only when that is at least 15% crisper than anything under the cap.
+   The chosen split is then refined by a few spherical k-means steps in embedding space.
 5. Each theme gets keywords (class-based TF-IDF over its notes, stop words removed), a label
    made of the top keywords, the representative note (closest to the theme centroid) and the
    count of distinct tables and rounds that raised it.

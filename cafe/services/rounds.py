@@ -93,7 +93,7 @@ def seating_preview(facilitator_id: int, cafe_id: int, now: float, grace: float,
     if cafe.phase not in ("lobby", "break") or not present or cafe.current_round >= cafe.rounds:
         return {"round": None, "present": len(present)}
     problem = _problem(cafe, present)
-    plan: RoundPlan = run(plan_round, problem, time_limit=time_limit)
+    plan: RoundPlan = run(plan_round, problem, time_limit=time_limit, rounds_left=cafe.rounds - cafe.current_round)
     return {"round": cafe.current_round + 1, "present": len(present), "tables": problem.tables,
             "repeats": plan.repeats, "lower_bound": plan.lower_bound, "warnings": plan.warnings}
 
@@ -111,7 +111,9 @@ def start_round(facilitator_id: int, cafe_id: int, now: float, publisher: Publis
     if not present:
         raise ServiceError("nobody_here", "Nobody has joined yet.", 409)
     problem = _problem(cafe, present)
-    plan: RoundPlan = run(plan_round, problem, time_limit=time_limit)
+    # Planning the remaining rounds together (and keeping to that plan while attendance holds) reaches
+    # the zero-repeat constructions that round-by-round greedy planning misses.
+    plan: RoundPlan = run(plan_round, problem, time_limit=time_limit, rounds_left=cafe.rounds - cafe.current_round)
     round_no = cafe.current_round + 1
     host_ids = set(problem.hosts)
     if round_no == 1 and cafe.hosts:

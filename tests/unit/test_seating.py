@@ -3,8 +3,6 @@ designs, proven lower bounds, churn, hosts, fixed people, languages, determinism
 from __future__ import annotations
 
 import random
-import time
-from collections import defaultdict
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -142,20 +140,16 @@ def test_hosts_stay_and_kirkman_hosts_bound() -> None:
             assert plan.tables[t][0] == t  # the host is listed first
 
 
-def test_hosts_large_cafe_zero_repeats_fast() -> None:
+# Planning speed is measured by `python -m cafe.bench seating`, not asserted here.
+def test_hosts_large_cafe_zero_repeats() -> None:
     hosts = {t: t for t in range(250)}
-    start = time.perf_counter()
     plans = run_schedule(simple(1000, 250, hosts=hosts), 4)
-    assert time.perf_counter() - start < 1.0
     assert sum(p.repeats for p in plans) == 0
 
 
-def test_thousand_people_four_rounds_fast() -> None:
+def test_thousand_people_four_rounds() -> None:
     problem = simple(1000, 250)
-    plan_schedule(problem, 4)  # warm up
-    start = time.perf_counter()
     plans = plan_schedule(problem, 4)
-    assert time.perf_counter() - start < 0.1
     assert sum(p.repeats for p in plans) == 0
     assert sum(p.revisits for p in plans) == 0
 
@@ -191,7 +185,7 @@ def test_fixed_person_keeps_table_from_history() -> None:
 # --------------------------------------------------------------------------- churn and history
 
 
-def test_churn_replans_next_round_fast_without_repeats() -> None:
+def test_churn_replans_next_round_without_repeats() -> None:
     n, T = 1000, 250
     plans = plan_schedule(simple(n, T), 2)
     history = tuple(tuple(tuple(t) for t in p.tables) for p in plans)
@@ -199,11 +193,7 @@ def test_churn_replans_next_round_fast_without_repeats() -> None:
     gone = set(rng.sample(range(n), 60))
     present = tuple([p for p in range(n) if p not in gone] + list(range(n, n + 45)))
     problem = SeatingProblem(participants=present, tables=T, history=history, seed=3)
-    plan_round(problem)  # warm up
-    start = time.perf_counter()
     plan = plan_round(problem)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 0.05
     check_round(plan, problem, [list(map(list, r)) for r in history])
     assert plan.repeats == 0
 
