@@ -45,6 +45,8 @@ class Cafe(db.Model):
     title: Mapped[str] = mapped_column(String(200))
     join_code: Mapped[str] = mapped_column(String(16), unique=True)
     questions: Mapped[list[str]] = mapped_column(JSON)
+    # The questions in other languages: {"es": ["...", ...], ...}, same order as ``questions``.
+    question_translations: Mapped[dict[str, list[str]] | None] = mapped_column(JSON, nullable=True)
     rounds: Mapped[int] = mapped_column(Integer, default=3)
     round_seconds: Mapped[int] = mapped_column(Integer, default=1200)
     seats_per_table: Mapped[int] = mapped_column(Integer, default=5)
@@ -92,6 +94,8 @@ class Participant(db.Model):
     left_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     removed: Mapped[bool] = mapped_column(Boolean, default=False)
     fixed: Mapped[bool] = mapped_column(Boolean, default=False)
+    # May write notes for others at the table (table hosts always may).
+    can_scribe: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
     @property
     def display_name(self) -> str:
@@ -134,6 +138,8 @@ class Note(db.Model):
     updated_at: Mapped[float] = mapped_column(Float)
     deleted_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     hidden: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Written on behalf of someone else: by a scribe at the table, or entered by the facilitator from paper.
+    scribed: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     version: Mapped[int] = mapped_column(Integer, default=0)
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     theme_id: Mapped[int | None] = mapped_column(ForeignKey("theme.id", ondelete="SET NULL"), nullable=True,
@@ -169,3 +175,16 @@ class Vote(db.Model):
     updated_at: Mapped[float] = mapped_column(Float)
     # Votes a scribe entered for people without a phone are marked so (issue: people without a phone).
     scribed: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+
+
+class PaperVote(db.Model):
+    """Dots counted on paper or by a show of hands and entered by the facilitator, per theme."""
+
+    __tablename__ = "paper_vote"
+    __table_args__ = (UniqueConstraint("cafe_id", "theme_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cafe_id: Mapped[int] = mapped_column(ForeignKey("cafe.id", ondelete="CASCADE"), index=True)
+    theme_id: Mapped[int] = mapped_column(ForeignKey("theme.id", ondelete="CASCADE"))
+    dots: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[float] = mapped_column(Float)
