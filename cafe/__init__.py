@@ -14,10 +14,17 @@ __version__ = "0.1.0"
 
 
 def _select_locale() -> str:
-    if session.get("language"):
-        return session["language"]
+    """Phones speak the language their person picked (``?lang=`` or the ``cafe_lang`` cookie, kept only for
+    the phone pages); facilitators' views keep their own (session), and both default from the browser."""
     from flask import current_app
-    return request.accept_languages.best_match(current_app.config["LANGUAGES"]) or "en"
+    languages = current_app.config["LANGUAGES"]
+    if request.path.startswith("/j/") or request.path == "/join":
+        choice = request.args.get("lang") or request.cookies.get("cafe_lang")
+    else:
+        choice = session.get("language")
+    if choice in languages:
+        return choice
+    return request.accept_languages.best_match(languages) or "en"
 
 
 def _tune_sqlite(engine: Any) -> None:
@@ -46,6 +53,9 @@ def create_app(config: Any = None) -> Flask:
     cfg = config if config is not None else Config()
     app.config.from_object(cfg)
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = f"{root}/cafe/translations"
+    from .languages import available_languages
+    app.config["LANGUAGE_LIST"] = available_languages()
+    app.config["LANGUAGES"] = [lang["code"] for lang in app.config["LANGUAGE_LIST"]]
 
     # Socket handlers must be declared before the first init_app: Flask-SocketIO keeps only handlers
     # declared while no server exists and binds them to every server it makes later.
@@ -81,5 +91,7 @@ def create_app(config: Any = None) -> Flask:
     realtime.register(app)
     register_cli(app)
     pages.install_security_headers(app)
+    from .web import assets
+    assets.install(app)
     logging.getLogger("cafe").setLevel(logging.INFO)
     return app

@@ -47,7 +47,6 @@ class Config:
         self.SESSION_COOKIE_SAMESITE = "Lax"
         self.SESSION_COOKIE_SECURE = os.environ.get("SESSION_COOKIE_SECURE", "0") == "1"
         self.BABEL_DEFAULT_LOCALE = "en"
-        self.LANGUAGES = ["en"]
         # How long a phone may be gone before it loses its seat in the next round.
         self.PRESENCE_GRACE_SECONDS = int(os.environ.get("PRESENCE_GRACE_SECONDS", "600"))
         # Group commit of notes: one transaction per window (seconds) or per full batch.

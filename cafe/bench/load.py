@@ -373,6 +373,24 @@ def _proc_cpu_seconds(pid: int) -> float:
         return float("nan")
 
 
+def _machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine, from /proc/stat."""
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError):
+        return float("nan"), float("nan")
+    hz = os.sysconf("SC_CLK_TCK")
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    return (sum(values) - idle) / hz, sum(values) / hz
+
+
+def _loadavg() -> float:
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError):
+        return float("nan")
+
+
 def _proc_rss_kb(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -638,6 +656,7 @@ async def run_one(kind: str, args: argparse.Namespace, server: str) -> dict[str,
         rate = min(args.rate, PER_PHONE_RATE * max(1, phones_ok))
         cpu0, t_cpu0 = servers.cpu(), time.time()
         gen0 = [_proc_cpu_seconds(p.pid) for p in pool.procs] + [_proc_cpu_seconds(os.getpid())]
+        machine0, load0 = _machine_cpu(), _loadavg()
         start_at = time.time() + 1.0
         rss_peak = list(rss_connected)
 
@@ -654,6 +673,7 @@ async def run_one(kind: str, args: argparse.Namespace, server: str) -> dict[str,
         await asyncio.sleep(max(0.0, start_at + args.duration - time.time()))
         cpu1, t_cpu1 = servers.cpu(), time.time()
         gen1 = [_proc_cpu_seconds(p.pid) for p in pool.procs] + [_proc_cpu_seconds(os.getpid())]
+        machine1, load1 = _machine_cpu(), _loadavg()
         records = [r for batch in await notes_task for r in batch]
         await sampler
         acked = [r for r in records if r["ok"]]
@@ -703,6 +723,12 @@ async def run_one(kind: str, args: argparse.Namespace, server: str) -> dict[str,
         result["load_generator"] = {
             "cpu_percent_client_processes": [round(100 * (b - a) / wall, 1) for a, b in zip(gen0[:-1], gen1[:-1])],
             "cpu_percent_dashboard_process": round(100 * (gen1[-1] - gen0[-1]) / wall, 1)}
+        ours = sum(cpu_s) + sum(b - a for a, b in zip(gen0, gen1))
+        busy = machine1[0] - machine0[0]
+        # Other processes on the machine compete for the same cores: say how much, so a noisy run shows.
+        result["machine"] = {"cores": os.cpu_count(), "loadavg_1min": [load0, load1],
+                             "cpu_busy_percent_during_notes": round(100 * busy / wall, 1),
+                             "cpu_percent_of_other_processes": round(100 * max(0.0, busy - ours) / wall, 1)}
         result["phones"]["still_connected_at_end"] = sum(s["open"] for s in status)
         received: dict[str, int] = {}
         for s in status:

@@ -163,13 +163,18 @@ class NoteAdd(Command):
     client_id: str
     text: str
     lang: str | None = None
+    scribed: bool = False
 
     @classmethod
     def parse(cls, payload: Any) -> NoteAdd:
         p = _require_mapping(payload)
         text = text_field(p, "text", max_chars=NOTE_MAX_CHARS)
         assert text is not None
-        return cls(client_id=uuid_field(p, "client_id"), text=text, lang=language_field(p, "lang"))
+        scribed = _get(p, "scribed", False)
+        if scribed is not None and not isinstance(scribed, bool):
+            raise ProtocolError("invalid_payload", "'scribed' must be true or false.")
+        return cls(client_id=uuid_field(p, "client_id"), text=text, lang=language_field(p, "lang"),
+                   scribed=bool(scribed))
 
 
 @dataclass(frozen=True)
@@ -428,3 +433,73 @@ class VoteSet(Command):
                 raise ProtocolError("out_of_range", "Dots on a theme must be a whole number from 0 to 10.")
             votes.append((int(key), dots))
         return cls(votes=tuple(sorted(votes)))
+
+
+MAX_PAPER_NOTES = 200
+
+
+@dataclass(frozen=True)
+class NotesEnter(CafeCommand):
+    """The facilitator types in notes written on paper at a table (one text each)."""
+
+    event: ClassVar[str] = "notes_enter"
+    round: int = 1
+    table: int = 1
+    texts: tuple[str, ...] = ()
+    lang: str | None = None
+
+    @classmethod
+    def parse(cls, payload: Any) -> NotesEnter:
+        p = _require_mapping(payload)
+        raw = _get(p, "texts", True)
+        if not isinstance(raw, list) or not raw or len(raw) > MAX_PAPER_NOTES:
+            raise ProtocolError("invalid_payload", f"'texts' must be a list of 1 to {MAX_PAPER_NOTES} notes.")
+        texts = []
+        for item in raw:
+            text = text_field({"text": item}, "text", max_chars=NOTE_MAX_CHARS, required=False)
+            if text:
+                texts.append(text)
+        if not texts:
+            raise ProtocolError("empty", "There is no note to enter.")
+        round_no = int_field(p, "round", minimum=1, maximum=100)
+        table = int_field(p, "table", minimum=1, maximum=10_000)
+        assert round_no is not None and table is not None
+        return cls(cafe_id=CafeCommand.parse(p).cafe_id, round=round_no, table=table, texts=tuple(texts),
+                   lang=language_field(p, "lang"))
+
+
+@dataclass(frozen=True)
+class ScribeAllow(CafeCommand):
+    event: ClassVar[str] = "scribe_allow"
+    participant_id: int = 0
+    allowed: bool = True
+
+    @classmethod
+    def parse(cls, payload: Any) -> ScribeAllow:
+        p = _require_mapping(payload)
+        allowed = bool_field(p, "allowed")
+        return cls(cafe_id=CafeCommand.parse(p).cafe_id, participant_id=id_field(p, "participant_id"),
+                   allowed=True if allowed is None else allowed)
+
+
+@dataclass(frozen=True)
+class VotesEnter(CafeCommand):
+    """Dots counted on paper or by a show of hands: ``{"counts": {"<theme_id>": dots}}`` (replaces)."""
+
+    event: ClassVar[str] = "votes_enter"
+    counts: tuple[tuple[int, int], ...] = ()
+
+    @classmethod
+    def parse(cls, payload: Any) -> VotesEnter:
+        p = _require_mapping(payload)
+        raw = _get(p, "counts", True)
+        if not isinstance(raw, dict) or len(raw) > MAX_VOTE_ENTRIES:
+            raise ProtocolError("invalid_payload", "'counts' must map theme ids to numbers of dots.")
+        counts = []
+        for key, dots in raw.items():
+            if not isinstance(key, str) or not key.isdigit() or len(key) > 18:
+                raise ProtocolError("invalid_payload", "'counts' must map theme ids to numbers of dots.")
+            if isinstance(dots, bool) or not isinstance(dots, int) or not 0 <= dots <= 100_000:
+                raise ProtocolError("out_of_range", "A count must be a whole number from 0 to 100000.")
+            counts.append((int(key), dots))
+        return cls(cafe_id=CafeCommand.parse(p).cafe_id, counts=tuple(sorted(counts)))

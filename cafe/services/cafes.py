@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from ..domain.clock import RoundClock
 from ..domain.codes import format_join_code, new_join_code
+from ..domain.protocol import LANGUAGE_RE
 from ..extensions import db
 from ..models import Cafe, Note, Participant, Seat
 from .errors import ServiceError, forbidden, not_found
@@ -56,6 +57,22 @@ def _validated_settings(data: dict[str, Any]) -> dict[str, Any]:
     questions = [q.strip() for q in questions if q.strip()]
     if any(len(q) > MAX_QUESTION for q in questions):
         raise ServiceError("invalid", f"A question is longer than {MAX_QUESTION} characters.")
+    translations = data.get("question_translations") or {}
+    if not isinstance(translations, dict):
+        raise ServiceError("invalid", "'question_translations' must map language codes to lists of questions.")
+    cleaned_translations: dict[str, list[str]] = {}
+    for lang, items in translations.items():
+        if not isinstance(lang, str) or not LANGUAGE_RE.match(lang):
+            raise ServiceError("invalid", "'question_translations' must map language codes to lists of questions.")
+        if isinstance(items, str):
+            items = items.splitlines()
+        if not isinstance(items, list) or not all(isinstance(q, str) for q in items):
+            raise ServiceError("invalid", f"The questions in '{lang}' must be a list of texts.")
+        items = [q.strip() for q in items if q.strip()]
+        if any(len(q) > MAX_QUESTION for q in items):
+            raise ServiceError("invalid", f"A question is longer than {MAX_QUESTION} characters.")
+        if items:
+            cleaned_translations[lang] = items
     rounds = whole("rounds", 3, 1, 12)
     if len(questions) > rounds:
         raise ServiceError("invalid", "There are more questions than rounds.")
@@ -71,7 +88,8 @@ def _validated_settings(data: dict[str, Any]) -> dict[str, Any]:
         hosts = word in ("1", "true", "yes", "on")
     if not isinstance(hosts, bool):
         raise ServiceError("invalid", "'hosts' must be true or false.")
-    return {"title": title.strip(), "questions": questions, "rounds": rounds,
+    return {"title": title.strip(), "questions": questions, "question_translations": cleaned_translations or None,
+            "rounds": rounds,
             "round_seconds": round_minutes * 60, "seats_per_table": seats, "fixed_tables": fixed, "hosts": hosts}
 
 
@@ -123,6 +141,15 @@ def question_for(cafe: Cafe, round_no: int) -> str:
     return cafe.questions[min(index, len(cafe.questions) - 1)]
 
 
+def questions_i18n(cafe: Cafe, round_no: int) -> dict[str, str]:
+    """The question of a round in every language it was given in."""
+    out = {}
+    for lang, items in (cafe.question_translations or {}).items():
+        if items:
+            out[lang] = items[min(max(1, round_no) - 1, len(items) - 1)]
+    return out
+
+
 def clock_of(cafe: Cafe) -> RoundClock | None:
     if cafe.round_started_at is None:
         return None
@@ -148,6 +175,7 @@ def cafe_state(cafe: Cafe, now: float, session: Session | None = None) -> dict[s
         "round": cafe.current_round,
         "rounds": cafe.rounds,
         "question": question_for(cafe, upcoming or 1),
+        "question_i18n": questions_i18n(cafe, upcoming or 1),
         "next_question": question_for(cafe, cafe.current_round + 1) if cafe.current_round < cafe.rounds else None,
         "ends_at": clock.ends_at(now) if clock else None,
         "remaining": clock.remaining(now) if clock else None,
@@ -170,7 +198,7 @@ def cafe_state(cafe: Cafe, now: float, session: Session | None = None) -> dict[s
 def note_payload(note: Note, mine: bool | None = None) -> dict[str, Any]:
     data = {"id": note.id, "client_id": note.client_id, "round": note.round, "table": note.table,
             "text": note.text, "lang": note.lang, "created_at": note.created_at, "updated_at": note.updated_at,
-            "version": note.version}
+            "version": note.version, "scribed": note.scribed}
     if mine is not None:
         data["mine"] = mine
     return data
@@ -237,6 +265,13 @@ def seat_payload(cafe: Cafe, seat: Seat | None) -> dict[str, Any] | None:
     return {"round": seat.round, "table": seat.table, "is_host": seat.is_host, "tables": cafe.table_count}
 
 
+def can_scribe(session: Session, cafe: Cafe, participant: Participant) -> bool:
+    """Table hosts, and anyone the facilitator allowed, may write notes for others at their table."""
+    if participant.can_scribe:
+        return True
+    return host_table(session, cafe.id, participant.id) is not None
+
+
 def participant_snapshot(cafe: Cafe, participant: Participant, now: float,
                          session: Session | None = None) -> dict[str, Any]:
     session = session or db.session
@@ -244,6 +279,7 @@ def participant_snapshot(cafe: Cafe, participant: Participant, now: float,
     return {
         "state": cafe_state(cafe, now, session),
         "seat": seat_payload(cafe, seat),
+        "can_scribe": can_scribe(session, cafe, participant),
         "notes": [note_payload(n, mine=n.participant_id == participant.id)
                   for n in visible_notes(session, cafe, participant)],
     }
@@ -263,13 +299,14 @@ def notes_csv(cafe: Cafe, include_names: bool = False) -> str:
                               .order_by(Note.round, Note.table, Note.id)).all()
     out = io.StringIO()
     writer = csv.writer(out)
-    header = ["round", "table", "question", "text", "time", "language"]
+    header = ["round", "table", "question", "text", "time", "language", "scribed"]
     if include_names:
         header.append("name")
     writer.writerow(header)
     for note, person in rows:
         when = datetime.fromtimestamp(note.created_at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        row = [note.round, note.table, _cell(question_for(cafe, note.round)), _cell(note.text), when, note.lang or ""]
+        row = [note.round, note.table, _cell(question_for(cafe, note.round)), _cell(note.text), when, note.lang or "",
+               "yes" if note.scribed else ""]
         if include_names:
             row.append(_cell(person.display_name if person else ""))
         writer.writerow(row)
@@ -280,9 +317,9 @@ def delete_cafe(cafe_id: int, facilitator_id: int) -> None:
     """Delete a café and everything in it (participants, seats, notes, themes, votes): nothing is kept."""
     from sqlalchemy import delete as sql_delete
 
-    from ..models import Theme, Vote
+    from ..models import PaperVote, Theme, Vote
     cafe = cafe_for_facilitator(cafe_id, facilitator_id, lock=True)
-    for model in (Vote, Note, Theme, Seat, Participant):
+    for model in (Vote, PaperVote, Note, Theme, Seat, Participant):
         db.session.execute(sql_delete(model).where(model.cafe_id == cafe.id))
     db.session.delete(cafe)
     db.session.commit()

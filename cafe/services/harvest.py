@@ -11,7 +11,7 @@ from ..domain import clustering
 from ..domain.protocol import NOTE_MAX_CHARS
 from ..domain.tally import Priority, ThemeScore, VoteError, check_allocation, rank, totals
 from ..extensions import db
-from ..models import Cafe, Note, Participant, Theme, Vote
+from ..models import Cafe, Note, PaperVote, Participant, Theme, Vote
 from .cafes import bump_version, cafe_for_facilitator, cafe_state
 from .errors import ServiceError
 from .events import Outbox, Publisher, cafe_room, facilitators_room, table_room
@@ -78,16 +78,31 @@ def _allocations(session: Session, cafe_id: int) -> dict[int, dict[int, int]]:
     return out
 
 
+def _paper(session: Session, cafe_id: int) -> dict[int, int]:
+    return {p.theme_id: p.dots for p in session.scalars(select(PaperVote).where(PaperVote.cafe_id == cafe_id))}
+
+
+def _sums(session: Session, cafe_id: int) -> dict[int, tuple[int, int]]:
+    """Theme id -> (dots, phone voters), phone dots and paper dots together."""
+    sums = dict(totals(list(_allocations(session, cafe_id).values())))
+    for theme_id, dots in _paper(session, cafe_id).items():
+        phone_dots, voters = sums.get(theme_id, (0, 0))
+        sums[theme_id] = (phone_dots + dots, voters)
+    return sums
+
+
 def tally_payload(session: Session, cafe: Cafe) -> dict[str, Any]:
     allocations = _allocations(session, cafe.id)
-    sums = totals(list(allocations.values()))
-    return {"tally": [{"theme_id": t, "dots": d, "voters": v} for t, (d, v) in sorted(sums.items())],
+    sums = _sums(session, cafe.id)
+    paper = _paper(session, cafe.id)
+    return {"tally": [{"theme_id": t, "dots": d, "voters": v, "paper": paper.get(t, 0)}
+                      for t, (d, v) in sorted(sums.items()) if d or v],
             "voters": len([a for a in allocations.values() if any(a.values())])}
 
 
 def priorities(session: Session, cafe: Cafe) -> list[Priority]:
     """The ranked priorities from the current votes (final once voting has closed)."""
-    sums = totals(list(_allocations(session, cafe.id).values()))
+    sums = _sums(session, cafe.id)
     scores = []
     for theme in themes_payload(session, cafe, full=False):
         dots, voters = sums.get(theme["id"], (0, 0))
@@ -438,3 +453,25 @@ def clean_label_for_split(label: Any) -> str | None:
     if not isinstance(label, str):
         raise ServiceError("invalid_payload", "'label' must be text.")
     return label[:NOTE_MAX_CHARS]
+
+
+def enter_paper_votes(facilitator_id: int, cafe_id: int, counts: dict[int, int], now: float,
+                      publisher: Publisher) -> dict[str, Any]:
+    """Dots counted on paper or by a show of hands, per theme; replaces the earlier paper counts."""
+    cafe = _harvest_cafe(facilitator_id, cafe_id, ("voting",))
+    theme_ids = {t.id for t in _themes(db.session, cafe.id)}
+    if any(theme_id not in theme_ids for theme_id in counts):
+        raise ServiceError("not_found", "One of those themes is not on the ballot.", 404)
+    existing = {p.theme_id: p for p in db.session.scalars(select(PaperVote).where(PaperVote.cafe_id == cafe.id))}
+    for theme_id, dots in counts.items():
+        if theme_id in existing:
+            existing[theme_id].dots = dots
+            existing[theme_id].updated_at = now
+        else:
+            db.session.add(PaperVote(cafe_id=cafe.id, theme_id=theme_id, dots=dots, updated_at=now))
+    db.session.flush()
+    cafe.version = bump_version(db.session, cafe.id)
+    tally = tally_payload(db.session, cafe)
+    outbox = Outbox()
+    outbox.emit("tally_changed", tally, [facilitators_room(cafe.id)] + ([cafe_room(cafe.id)] if cafe.show_tally else []))
+    return _finish(cafe, outbox, publisher, {"tally": tally})

@@ -6,15 +6,17 @@ events to publish in the outbox; the committer publishes them after the commit.
 """
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..domain.protocol import NoteAdd, NoteDelete, NoteEdit
+from ..domain.protocol import NoteAdd, NoteDelete, NoteEdit, NotesEnter
+from ..extensions import db
 from ..models import Cafe, Note, Participant, Seat
 from .batching import GroupCommitter
-from .cafes import bump_version, note_payload
+from .cafes import bump_version, can_scribe, cafe_for_facilitator, note_payload
 from .errors import ServiceError
 from .events import Outbox, facilitators_room, table_room
 
@@ -60,10 +62,13 @@ def add(committer: GroupCommitter, participant_id: int, cmd: NoteAdd, now: float
                                                         Seat.participant_id == person.id))
         if table is None:
             raise ServiceError("no_seat", "You will get a table in the next round.", 409)
+        if cmd.scribed and not can_scribe(session, cafe, person):
+            raise ServiceError("forbidden", "Only table hosts and scribes the facilitator chose can write for others.",
+                               403)
         version = bump_version(session, cafe.id)
         note = Note(cafe_id=cafe.id, participant_id=person.id, client_id=cmd.client_id, round=cafe.current_round,
                     table=table, text=cmd.text, lang=cmd.lang or person.language, created_at=now, updated_at=now,
-                    version=version, hidden=False)
+                    version=version, hidden=False, scribed=cmd.scribed)
         session.add(note)
         session.flush()
         outbox.emit("note_added", {"note": note_payload(note), "version": version}, _rooms(note))
@@ -94,3 +99,28 @@ def delete(committer: GroupCommitter, participant_id: int, cmd: NoteDelete, now:
                                      "version": note.version}, _rooms(note))
         return {"note_id": note.id}
     return committer.submit(op)
+
+
+def enter_from_paper(facilitator_id: int, cmd: NotesEnter, now: float, publisher: Any) -> dict[str, Any]:
+    """Notes a table wrote on paper, typed in by the facilitator, so a table with no phones is in the harvest."""
+    cafe = cafe_for_facilitator(cmd.cafe_id, facilitator_id, lock=True)
+    if cafe.phase in ("lobby", "voting", "results") or cafe.current_round == 0:
+        raise ServiceError("wrong_phase", "Notes from paper can be entered from the first round until voting opens.",
+                           409)
+    if cmd.round > cafe.current_round:
+        raise ServiceError("out_of_range", f"Round {cmd.round} has not happened yet.")
+    outbox = Outbox()
+    made = []
+    for text in cmd.texts:
+        version = bump_version(db.session, cafe.id)
+        note = Note(cafe_id=cafe.id, participant_id=None, client_id=str(uuid.uuid4()), round=cmd.round,
+                    table=cmd.table, text=text, lang=cmd.lang, created_at=now, updated_at=now, version=version,
+                    hidden=False, scribed=True)
+        db.session.add(note)
+        db.session.flush()
+        made.append(note_payload(note))
+        outbox.emit("note_added", {"note": note_payload(note), "version": version}, _rooms(note))
+    answer = {"notes": made}
+    db.session.commit()
+    outbox.publish(publisher)
+    return answer

@@ -172,3 +172,20 @@ def remove(facilitator_id: int, cafe_id: int, participant_id: int, now: float, p
     db.session.commit()
     outbox.publish(publisher)      # may run the disconnect handler at once: nothing ORM after this
     return answer
+
+
+def allow_scribe(facilitator_id: int, cafe_id: int, participant_id: int, allowed: bool, now: float,
+                 publisher: Publisher) -> dict[str, Any]:
+    """Let a participant write notes for others at their table (table hosts always may)."""
+    cafe = cafe_for_facilitator(cafe_id, facilitator_id, lock=True)
+    person = db.session.get(Participant, participant_id)
+    if person is None or person.cafe_id != cafe.id:
+        raise ServiceError("not_found", "No such participant in this café.", 404)
+    person.can_scribe = allowed
+    cafe.version = bump_version(db.session, cafe.id)
+    outbox = Outbox()
+    outbox.emit("scribe_changed", {"can_scribe": allowed}, participant_room(person.id))
+    answer = {"participant_id": person.id, "can_scribe": allowed}
+    db.session.commit()
+    outbox.publish(publisher)
+    return answer

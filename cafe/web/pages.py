@@ -8,9 +8,11 @@ from typing import Any, Callable
 
 from flask import (Blueprint, Flask, Response, abort, current_app, g, redirect, render_template, request,
                    session, url_for)
+from flask_babel import get_locale
 from flask_babel import gettext as _
 
 from ..domain.codes import format_join_code, normalise_join_code
+from ..languages import direction
 from ..services import accounts
 from ..services.cafes import cafe_for_facilitator, cafes_of, create_cafe, notes_csv
 from ..services.cafes import delete_cafe as remove_cafe
@@ -41,10 +43,21 @@ def _check_csrf() -> None:
             abort(400, description=_("The form expired. Please go back, reload the page and try again."))
 
 
+@bp.before_app_request
+def _facilitator_language() -> None:
+    """A facilitator switches their own views' language with ``?lang=`` (kept in the session)."""
+    choice = request.args.get("lang")
+    if choice and not request.path.startswith(("/j/", "/join", "/static/")) \
+            and choice in current_app.config["LANGUAGES"]:
+        session["language"] = choice
+
+
 @bp.app_context_processor
 def _template_globals() -> dict[str, Any]:
+    locale = str(get_locale() or "en")
     return {"csrf_token": csrf_token, "current_facilitator_id": ctx.session_facilitator_id(),
-            "js_strings": js_strings, "language_names": LANGUAGE_NAMES}
+            "js_strings": js_strings, "language_names": LANGUAGE_NAMES, "page_lang": locale,
+            "page_dir": direction(locale), "language_list": current_app.config["LANGUAGE_LIST"]}
 
 
 def install_security_headers(app: Flask) -> None:
@@ -57,8 +70,6 @@ def install_security_headers(app: Flask) -> None:
             "frame-ancestors 'none'")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
-        if request.path.startswith("/static/"):
-            response.headers["Cache-Control"] = "public, max-age=3600"
         return response
 
 
@@ -169,6 +180,11 @@ def new_cafe() -> Any:
         form = {k: request.form.get(k, "") for k in ("title", "questions", "rounds", "round_minutes",
                                                       "seats_per_table", "tables")}
         form["hosts"] = request.form.get("hosts") == "on"
+        form["question_translations"] = {
+            lang: request.form.get(f"questions_{lang}", "") for lang in current_app.config["LANGUAGES"]
+            if request.form.get(f"questions_{lang}", "").strip()}
+        for lang, text in form["question_translations"].items():
+            form[f"questions_{lang}"] = text
         try:
             cafe = create_cafe(g.facilitator_id, form)
         except ServiceError as exc:

@@ -313,6 +313,25 @@ def vote_set(cmd: p.VoteSet, ident: Identity) -> dict[str, Any]:
     return ctx.committer().submit(op)
 
 
+@command("notes_enter", p.NotesEnter, role="facilitator")
+def notes_enter(cmd: p.NotesEnter, ident: Identity) -> dict[str, Any]:
+    assert ident.facilitator_id is not None
+    return notes.enter_from_paper(ident.facilitator_id, cmd, ctx.now(), ctx.publisher())
+
+
+@command("scribe_allow", p.ScribeAllow, role="facilitator")
+def scribe_allow(cmd: p.ScribeAllow, ident: Identity) -> dict[str, Any]:
+    assert ident.facilitator_id is not None
+    return participants.allow_scribe(ident.facilitator_id, cmd.cafe_id, cmd.participant_id, cmd.allowed, ctx.now(),
+                                     ctx.publisher())
+
+
+@command("votes_enter", p.VotesEnter, role="facilitator")
+def votes_enter(cmd: p.VotesEnter, ident: Identity) -> dict[str, Any]:
+    assert ident.facilitator_id is not None
+    return harvest.enter_paper_votes(ident.facilitator_id, cmd.cafe_id, dict(cmd.counts), ctx.now(), ctx.publisher())
+
+
 def register(app: Any) -> None:
     """Handlers are bound to the shared SocketIO object at import; each app keeps its own identities."""
     app.extensions["cafe.identities"] = {}

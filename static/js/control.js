@@ -70,6 +70,10 @@
       schedulePreview(model);
     }
     drawHarvest(model, what);
+    if (what === 'phase' || what === 'snapshot') {
+      C.byId('paper-round').value = String(Math.max(1, s.round));
+      C.byId('paper-card').hidden = s.round === 0 || s.phase === 'voting' || s.phase === 'results';
+    }
     tick(model);
   }
 
@@ -86,6 +90,7 @@
     C.byId('results').hidden = phase !== 'results';
     C.byId('harvest-intro').hidden = phase === 'voting' || phase === 'results';
     if (what === 'themes' || what === 'snapshot' || what === 'phase') { drawThemeEditor(model, harvesting); }
+    if (phase === 'voting' && (what === 'phase' || what === 'snapshot' || what === 'themes')) { drawPaperVotes(model); }
     if (phase === 'voting') {
       C.byId('voters').textContent = C.plural('1 person has voted', '%(n)s people have voted', model.tally ? model.tally.voters : 0);
       C.byId('tally-toggle').checked = !!s.show_tally;
@@ -93,6 +98,21 @@
     }
     if (phase === 'results') {
       C.drawBars(C.byId('priority-list'), C.priorityItems(model.priorities));
+    }
+  }
+
+  function drawPaperVotes(model) {
+    var list = C.byId('paper-vote-fields');
+    C.clear(list);
+    var paper = {};
+    var tally = (model.tally && model.tally.tally) || [];
+    for (var i = 0; i < tally.length; i++) { paper[tally[i].theme_id] = tally[i].paper || 0; }
+    for (var j = 0; j < model.themes.length; j++) {
+      var theme = model.themes[j];
+      if (theme.id === null) { continue; }
+      var input = C.el('input', {type: 'number', min: '0', max: '100000', value: String(paper[theme.id] || 0),
+                                 'data-theme': String(theme.id), className: 'narrow-input'});
+      list.appendChild(C.el('li', null, [C.el('label', null, [input, ' ' + theme.label])]));
     }
   }
 
@@ -201,9 +221,23 @@
       var p = model.participants[ids[i]];
       var status = p.left ? C.t('left') : (p.connected ? '' : C.t('away'));
       var li = C.el('li', {className: status ? 'muted' : ''}, [p.name + (status ? ' (' + status + ')' : '')]);
-      if (!p.left) { li.appendChild(removeButton(p)); }
+      if (!p.left) { li.appendChild(scribeButton(p)); li.appendChild(removeButton(p)); }
       list.appendChild(li);
     }
+  }
+
+  var scribes = {};
+  function scribeButton(person) {
+    var on = !!scribes[person.id];
+    var button = C.el('button', {type: 'button', className: 'link', 'aria-pressed': on ? 'true' : 'false',
+                                 text: on ? C.t('Scribe') + ' ✓' : C.t('Make scribe')});
+    button.addEventListener('click', function () {
+      send('scribe_allow', {participant_id: person.id, allowed: !on}, function () {
+        scribes[person.id] = !on;
+        drawPeople(model);
+      });
+    });
+    return button;
   }
 
   function removeButton(person) {
@@ -253,6 +287,26 @@
     e.preventDefault();
     send('voting_open', {budget: parseInt(C.byId('vote-budget').value, 10) || 3,
                          stacking: C.byId('vote-stacking').checked, show_tally: C.byId('vote-show').checked});
+  });
+  C.byId('paper-notes').addEventListener('submit', function (e) {
+    e.preventDefault();
+    var texts = C.byId('paper-texts').value.split('\n').filter(function (t) { return t.trim(); });
+    if (!texts.length) { return; }
+    send('notes_enter', {round: parseInt(C.byId('paper-round').value, 10) || 1,
+                         table: parseInt(C.byId('paper-table').value, 10) || 1,
+                         lang: C.byId('paper-lang').value, texts: texts}, function (answer) {
+      C.byId('paper-texts').value = '';
+      C.byId('paper-result').textContent = C.plural('1 note added', '%(n)s notes added', answer.notes.length);
+    });
+  });
+  C.byId('paper-votes').addEventListener('submit', function (e) {
+    e.preventDefault();
+    var counts = {};
+    var inputs = C.byId('paper-vote-fields').querySelectorAll('input');
+    for (var i = 0; i < inputs.length; i++) {
+      counts[inputs[i].getAttribute('data-theme')] = Math.max(0, parseInt(inputs[i].value, 10) || 0);
+    }
+    send('votes_enter', {counts: counts});
   });
   C.byId('tally-toggle').addEventListener('change', function () {
     send('tally_show', {show: C.byId('tally-toggle').checked});

@@ -62,6 +62,40 @@
     clock.textContent = left > 0 ? C.formatTime(left) : C.t('Time is up');
     clock.className = 'clock' + (s.paused ? ' paused' : '') + (left <= 0 ? ' up' : (left < 60 ? ' last-minute' : ''));
     C.byId('paused').hidden = !s.paused;
+    var key = s.round + ':' + s.ends_at;
+    if (left <= 0 && !s.paused && chimedFor !== key) {
+      chimedFor = key;
+      if (chime.checked) { playChime(); }
+    }
+  }
+
+  /* High contrast for washed-out projectors, and an optional chime when a round's time runs out. */
+  var contrast = C.byId('opt-contrast');
+  var chime = C.byId('opt-chime');
+  contrast.checked = C.store.get('cafe.dash.contrast', false) || /[?&]contrast=high/.test(window.location.search);
+  chime.checked = C.store.get('cafe.dash.chime', true);
+  function applyContrast() { document.body.classList.toggle('high-contrast', contrast.checked); }
+  contrast.addEventListener('change', function () { C.store.set('cafe.dash.contrast', contrast.checked); applyContrast(); });
+  chime.addEventListener('change', function () { C.store.set('cafe.dash.chime', chime.checked); });
+  applyContrast();
+  var chimedFor = null;
+
+  function playChime() {
+    var Ctx = window.AudioContext || window.webkitAudioContext;
+    if (!Ctx) { return; }
+    try {
+      var ctx = new Ctx();
+      [523.25, 659.25, 783.99].forEach(function (freq, i) {
+        var osc = ctx.createOscillator();
+        var gain = ctx.createGain();
+        osc.frequency.value = freq;
+        gain.gain.setValueAtTime(0.0001, ctx.currentTime + i * 0.35);
+        gain.gain.exponentialRampToValueAtTime(0.3, ctx.currentTime + i * 0.35 + 0.05);
+        gain.gain.exponentialRampToValueAtTime(0.0001, ctx.currentTime + i * 0.35 + 1.2);
+        osc.connect(gain); gain.connect(ctx.destination);
+        osc.start(ctx.currentTime + i * 0.35); osc.stop(ctx.currentTime + i * 0.35 + 1.3);
+      });
+    } catch (e) { /* audio is optional */ }
   }
 
   var model = C.live(cafeId, draw);

@@ -5,6 +5,8 @@
   var C = window.Cafe;
   var root = C.byId('phone');
   var code = root.getAttribute('data-code');
+  var pageLang = root.getAttribute('data-lang') || 'en';
+  var canScribe = false;
   var tokenKey = 'cafe.token.' + code;
   var outboxKey = 'cafe.outbox.' + code;
   var votesKey = 'cafe.votes.' + code;
@@ -59,7 +61,7 @@
       if (since !== null && state) { payload.since_version = since; }
     }
     if (name) { payload.name = name; }
-    if (language) { payload.language = language; }
+    payload.language = language || pageLang;
     C.command(socket, 'participant_join', payload, function (answer) {
       if (!answer.ok) {
         if (answer.error && answer.error.code === 'bad_token') {
@@ -91,6 +93,7 @@
     seat = snapshot.seat;
     notes = {};
     for (var i = 0; i < snapshot.notes.length; i++) { notes[snapshot.notes[i].id] = snapshot.notes[i]; }
+    canScribe = !!snapshot.can_scribe;
     themes = snapshot.themes || [];
     myVotes = snapshot.my_votes || {};
     tally = snapshot.tally || null;
@@ -107,7 +110,7 @@
   function render() {
     if (!state || !me) { return; }
     C.byId('phase').textContent = C.phaseLabel(state);
-    var question = state.question || '';
+    var question = (state.question_i18n && state.question_i18n[pageLang]) || state.question || '';
     var qs = document.querySelectorAll('.question-text');
     for (var i = 0; i < qs.length; i++) { qs[i].textContent = question; }
     if (state.phase === 'ended') {
@@ -150,6 +153,7 @@
     badge.appendChild(C.tableBadge(seat.table));
     badge.appendChild(C.el('span', {text: C.t('Table %(n)s', {n: seat.table})}));
     C.byId('host-banner').hidden = !seat.is_host;
+    C.byId('scribe-option').hidden = !(seat.is_host || canScribe);
     var canWrite = state.phase === 'round';
     C.byId('note-form').hidden = !canWrite;
     C.byId('round-over').hidden = state.phase !== 'break';
@@ -345,7 +349,8 @@
 
   function sendNote(item) {
     if (!socket || !socket.connected) { return; }
-    C.command(socket, 'note_add', {client_id: item.client_id, text: item.text, lang: item.lang || undefined}, function (answer) {
+    C.command(socket, 'note_add', {client_id: item.client_id, text: item.text, lang: item.lang || undefined,
+                                   scribed: !!item.scribed}, function (answer) {
       if (answer.ok) {
         removeFromOutbox(item.client_id);
         notes[answer.note.id] = answer.note;
@@ -412,6 +417,7 @@
     socket.on('themes_changed', function (m) { themes = m.themes; if (state) { render(); } });
     socket.on('tally_changed', function (m) { tally = m; if (state && !views.harvest.hidden) { drawHarvest(); } });
     socket.on('priorities_ranked', function (m) { priorities = m.priorities; if (state) { render(); } });
+    socket.on('scribe_changed', function (m) { canScribe = !!m.can_scribe; if (state) { render(); } });
     socket.on('removed', function (m) {
       C.store.remove(tokenKey);
       C.byId('lobby-message').textContent = m.message || C.t('The facilitator has removed you from this café.');
@@ -425,6 +431,18 @@
     for (var i = 0; i < outbox.length; i++) { if (outbox[i].client_id === note.client_id) { note.mine = true; } }
     return note;
   }
+
+  /* Picking a language shows this page in it at once (the choice is kept for the phone pages only). */
+  C.byId('language').addEventListener('change', function () {
+    var lang = C.byId('language').value;
+    document.cookie = 'cafe_lang=' + encodeURIComponent(lang) + '; path=/j; max-age=31536000; samesite=lax';
+    try { window.sessionStorage.setItem('cafe.name', C.byId('name').value); } catch (e) { /* ignore */ }
+    window.location.replace(window.location.pathname + '?lang=' + encodeURIComponent(lang));
+  });
+  try {
+    var keptName = window.sessionStorage.getItem('cafe.name');
+    if (keptName) { C.byId('name').value = keptName; }
+  } catch (e) { /* ignore */ }
 
   C.byId('join-form').addEventListener('submit', function (e) {
     e.preventDefault();
@@ -448,7 +466,9 @@
     var text = field.value.trim();
     C.byId('note-error').hidden = true;
     if (!text) { return; }
-    var item = {client_id: C.uuid(), text: text, lang: me ? me.language : undefined};
+    var noteLang = C.byId('note-lang').value;
+    var scribed = !C.byId('scribe-option').hidden && C.byId('note-scribed').checked;
+    var item = {client_id: C.uuid(), text: text, lang: noteLang === 'other' ? undefined : noteLang, scribed: scribed};
     outbox.push(item);
     saveOutbox();
     field.value = '';

@@ -171,7 +171,7 @@ def test_live_tally_to_phones_when_shown(harvested: dict[str, Any]) -> None:
     watcher.get_received()
     assert _vote(phone, {ids[0]: 5})["ok"]
     tally = of(events(watcher), "tally_changed")[-1]
-    assert tally["tally"] == [{"theme_id": ids[0], "dots": 5, "voters": 1}] and tally["voters"] == 1
+    assert tally["tally"] == [{"theme_id": ids[0], "dots": 5, "voters": 1, "paper": 0}] and tally["voters"] == 1
 
 
 def test_bad_voting_settings(harvested: dict[str, Any]) -> None:
