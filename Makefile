@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 export CAFE_INSTANCE_DIR ?= $(CURDIR)/instance
 
-.PHONY: run test install install-test db-upgrade browser-deps bench-seating bench-clustering bench-load clean
+.PHONY: run test install install-test db-upgrade browser-deps browser-deps-chromium bench-seating bench-clustering bench-load clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,15 +24,19 @@ db-upgrade: install
 run: db-upgrade
 	HOST=$(HOST) PORT=$(PORT) $(BIN)/python wsgi.py
 
-# Browser tests drive Debian's chromium; install it when we can (root), or say how.
-browser-deps:
+# Browser tests drive Debian's chromium (installed when we can: root), and inject axe-core from npm.
+browser-deps: node_modules/axe-core/axe.min.js
+node_modules/axe-core/axe.min.js: package.json
+	@if command -v npm >/dev/null; then npm install --no-audit --no-fund --silent; \
+	else echo "No npm: the accessibility tests will be skipped (apt-get install npm)"; fi
+browser-deps-chromium:
 	@if [ -x /usr/bin/chromium ]; then :; \
 	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
 	  echo "Installing Debian's chromium for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else echo "No /usr/bin/chromium: browser tests will be skipped (sudo apt-get install chromium)"; fi
 
-test: install-test browser-deps
+test: install-test browser-deps browser-deps-chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench-seating: install

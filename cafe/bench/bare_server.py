@@ -8,7 +8,8 @@ room and to the dashboard room. What the app spends beyond this is the app's own
 
 Run: ``CAFE_SERVER=eventlet|gevent PORT=... [MESSAGE_QUEUE=redis://...] python -m cafe.bench.bare_server``.
 With several processes on one message queue, each process seats only its own phones (the load
-generator sends ``round_start`` to every process); rooms are prefixed with the port so they never mix.
+generator sends ``round_start`` to every process); table rooms are prefixed with the port so they never mix,
+while the café and dashboard rooms are shared.
 """
 import os
 
@@ -47,8 +48,8 @@ def create(async_mode: str, message_queue: str | None) -> tuple[Flask, SocketIO]
     notes_by_client: dict[str, dict[str, Any]] = {}
     state = {"phase": "lobby", "round": 0, "version": 0}
 
-    cafe_room = f"{PREFIX}:cafe"
-    dash_room = f"{PREFIX}:dashboard"
+    cafe_room = "cafe"               # shared by every process (through the message queue)
+    dash_room = "dashboard"
 
     def table_room(round_no: int, table: int) -> str:
         return f"{PREFIX}:r{round_no}:t{table}"

@@ -191,46 +191,66 @@ def _clean_label(label: str) -> str:
 
 
 # -- themes ---------------------------------------------------------------------------------------
-def _propose(cafe: Cafe, now: float, run: CpuRunner, pipeline: str | None) -> int:
-    """Cluster every note not held by a hand-made theme; replace the app's own themes. Returns kept count."""
-    kept = [t for t in _themes(db.session, cafe.id) if t.by_hand]
-    kept_ids = {t.id for t in kept}
+def _cluster_inputs(cafe: Cafe) -> tuple[list[clustering.NoteText], int]:
+    """The notes the app may (re)group: every visible note not held by a theme people made or changed."""
+    kept_ids = {t.id for t in _themes(db.session, cafe.id) if t.by_hand}
     notes = [n for n in _notes(db.session, cafe.id, include_hidden=False) if n.theme_id not in kept_ids]
-    old_auto = [t.id for t in _themes(db.session, cafe.id) if not t.by_hand]
+    inputs = [clustering.NoteText(id=n.id, text=n.text, table=n.table, round=n.round, lang=n.lang) for n in notes]
+    return inputs, len(kept_ids)
+
+
+def _apply_proposal(cafe: Cafe, proposed: list[clustering.ProposedTheme], now: float) -> None:
+    """Replace the app's own themes by ``proposed``; themes people made or changed stay as they are."""
+    themes = _themes(db.session, cafe.id)
+    kept_ids = {t.id for t in themes if t.by_hand}
+    old_auto = [t.id for t in themes if not t.by_hand]
+    notes = {n.id: n for n in _notes(db.session, cafe.id, include_hidden=True)}
     if old_auto:
-        for note in _notes(db.session, cafe.id, include_hidden=True):
+        for note in notes.values():
             if note.theme_id in old_auto:
                 note.theme_id = None
         db.session.flush()
         db.session.execute(delete(Theme).where(Theme.id.in_(old_auto)))
-    inputs = [clustering.NoteText(id=n.id, text=n.text, table=n.table, round=n.round, lang=n.lang) for n in notes]
-    proposed = run(clustering.propose_themes, inputs, pipeline=pipeline, seed=cafe.id) if inputs else []
-    by_id = {n.id: n for n in notes}
-    position = len(kept)
+    position = len(kept_ids)
     for item in proposed:
-        label = item.label.strip()[:LABEL_MAX] or (by_id[item.representative_id].text[:60] if item.representative_id in by_id else "Theme")
-        theme = Theme(cafe_id=cafe.id, label=label, keywords=list(item.keywords)[:8],
-                      representative_note_id=item.representative_id, position=position, by_hand=False,
-                      created_at=now)
+        fallback = notes[item.representative_id].text[:60] if item.representative_id in notes else "Theme"
+        theme = Theme(cafe_id=cafe.id, label=item.label.strip()[:LABEL_MAX] or fallback,
+                      keywords=list(item.keywords)[:8], representative_note_id=item.representative_id,
+                      position=position, by_hand=False, created_at=now)
         position += 1
         db.session.add(theme)
         db.session.flush()
         for note_id in item.note_ids:
-            if note_id in by_id:
-                by_id[note_id].theme_id = theme.id
-    return len(kept)
+            note = notes.get(note_id)
+            if note is not None and note.theme_id not in kept_ids:     # a note moved by hand meanwhile stays put
+                note.theme_id = theme.id
+
+
+def _propose_outside_transaction(cafe_id: int, facilitator_id: int, run: CpuRunner,
+                                 pipeline: str | None) -> tuple[list[clustering.ProposedTheme], int]:
+    """Read the notes, end the transaction, then cluster (CPU work, maybe in another thread)."""
+    cafe = cafe_for_facilitator(cafe_id, facilitator_id)
+    inputs, kept = _cluster_inputs(cafe)
+    seed = cafe.id
+    db.session.rollback()
+    proposed = run(clustering.propose_themes, inputs, pipeline=pipeline, seed=seed) if inputs else []
+    return proposed, kept
 
 
 def start_harvest(facilitator_id: int, cafe_id: int, now: float, publisher: Publisher, *,
                   run: CpuRunner = _inline, pipeline: str | None = None) -> dict[str, Any]:
     """After the rounds: propose themes from all the notes and show them to the room."""
+    def startable(cafe: Cafe) -> None:
+        if cafe.phase not in ("break", "ended"):
+            raise ServiceError("wrong_phase", "End the round before the harvest." if cafe.phase == "round"
+                               else "The harvest starts after the rounds.", 409)
+    startable(cafe_for_facilitator(cafe_id, facilitator_id))
+    proposed, _kept = _propose_outside_transaction(cafe_id, facilitator_id, run, pipeline)
     cafe = cafe_for_facilitator(cafe_id, facilitator_id, lock=True)
-    if cafe.phase not in ("break", "ended"):
-        raise ServiceError("wrong_phase", "End the round before the harvest." if cafe.phase == "round"
-                           else "The harvest starts after the rounds.", 409)
+    startable(cafe)
     cafe.phase = "harvest"
     cafe.harvest_started_at = now
-    _propose(cafe, now, run, pipeline)
+    _apply_proposal(cafe, proposed, now)
     cafe.version = bump_version(db.session, cafe.id)
     outbox = Outbox()
     _publish_state(outbox, cafe, now)
@@ -248,7 +268,9 @@ def repropose(facilitator_id: int, cafe_id: int, confirm: bool, now: float, publ
                            f"{len(by_hand)} theme(s) were made or changed by hand: they will be kept with their "
                            "notes, and every other theme will be proposed again. Send again with confirm to go on.",
                            409)
-    kept = _propose(cafe, now, run, pipeline)
+    proposed, kept = _propose_outside_transaction(cafe_id, facilitator_id, run, pipeline)
+    cafe = _harvest_cafe(facilitator_id, cafe_id)
+    _apply_proposal(cafe, proposed, now)
     cafe.version = bump_version(db.session, cafe.id)
     outbox = Outbox()
     _publish_themes(outbox, cafe)

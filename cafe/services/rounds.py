@@ -89,41 +89,64 @@ def seating_preview(facilitator_id: int, cafe_id: int, now: float, grace: float,
     """For the control view: the coming round's repeats and the proven minimum."""
     cafe = cafe_for_facilitator(cafe_id, facilitator_id)
     present = _present(cafe, now, grace)
-    db.session.rollback()
     if cafe.phase not in ("lobby", "break") or not present or cafe.current_round >= cafe.rounds:
+        db.session.rollback()
         return {"round": None, "present": len(present)}
     problem = _problem(cafe, present)
-    plan: RoundPlan = run(plan_round, problem, time_limit=time_limit, rounds_left=cafe.rounds - cafe.current_round)
-    return {"round": cafe.current_round + 1, "present": len(present), "tables": problem.tables,
+    next_round, rounds_left = cafe.current_round + 1, cafe.rounds - cafe.current_round
+    db.session.rollback()          # no transaction open while planning
+    plan: RoundPlan = run(plan_round, problem, time_limit=time_limit, rounds_left=rounds_left)
+    return {"round": next_round, "present": len(present), "tables": problem.tables,
             "repeats": plan.repeats, "lower_bound": plan.lower_bound, "warnings": plan.warnings}
+
+
+def _check_can_start(cafe: Cafe) -> None:
+    if cafe.phase not in ("lobby", "break"):
+        raise ServiceError("wrong_phase", "A round is already running; end it first." if cafe.phase == "round"
+                           else "Rounds are over.", 409)
+    if cafe.current_round >= cafe.rounds:
+        raise ServiceError("no_more_rounds", "All planned rounds are done.", 409)
 
 
 def start_round(facilitator_id: int, cafe_id: int, now: float, publisher: Publisher, *, grace: float,
                 time_limit: float, run: CpuRunner = _inline) -> dict[str, Any]:
-    """Start the next round (the first from the lobby): seat everyone present and start the clock."""
-    cafe = cafe_for_facilitator(cafe_id, facilitator_id, lock=True)
-    if cafe.phase not in ("lobby", "break"):
-        raise ServiceError("wrong_phase", "A round is already running; end it first." if cafe.phase == "round"
-                           else "This café has ended.", 409)
-    if cafe.current_round >= cafe.rounds:
-        raise ServiceError("no_more_rounds", "All planned rounds are done.", 409)
+    """Start the next round (the first from the lobby): seat everyone present and start the clock.
+
+    Planning is CPU work that may run in another thread; no transaction is open meanwhile (a lock held
+    across it would stall every other writer, and under eventlet the whole server). The write then
+    re-checks, under the café's row lock, that no one started the round in between.
+    """
+    cafe = cafe_for_facilitator(cafe_id, facilitator_id)
+    _check_can_start(cafe)
     present = _present(cafe, now, grace)
     if not present:
         raise ServiceError("nobody_here", "Nobody has joined yet.", 409)
     problem = _problem(cafe, present)
+    planned_round = cafe.current_round
+    rounds_left = cafe.rounds - cafe.current_round
+    db.session.rollback()
     # Planning the remaining rounds together (and keeping to that plan while attendance holds) reaches
     # the zero-repeat constructions that round-by-round greedy planning misses.
-    plan: RoundPlan = run(plan_round, problem, time_limit=time_limit, rounds_left=cafe.rounds - cafe.current_round)
+    plan: RoundPlan = run(plan_round, problem, time_limit=time_limit, rounds_left=rounds_left)
+
+    cafe = cafe_for_facilitator(cafe_id, facilitator_id, lock=True)
+    _check_can_start(cafe)
+    if cafe.current_round != planned_round:
+        raise ServiceError("wrong_phase", "That round was already started.", 409)
+    planned_ids = [pid for members in plan.tables for pid in members]
+    people = {p.id: p for p in db.session.scalars(select(Participant).where(Participant.id.in_(planned_ids)))}
     round_no = cafe.current_round + 1
     host_ids = set(problem.hosts)
     if round_no == 1 and cafe.hosts:
-        host_ids = _choose_hosts(plan.tables, present)
+        host_ids = _choose_hosts(plan.tables, list(people.values()))
     old_round = cafe.current_round
     old_tables = {s.participant_id: s.table for s in db.session.scalars(
         select(Seat).where(Seat.cafe_id == cafe.id, Seat.round == old_round))} if old_round else {}
     seats = []
     for index, members in enumerate(plan.tables):
         for pid in members:
+            if pid not in people or people[pid].removed:
+                continue        # removed while the plan was made
             seat = Seat(cafe_id=cafe.id, round=round_no, participant_id=pid, table=index + 1,
                         is_host=pid in host_ids)
             db.session.add(seat)
@@ -138,9 +161,8 @@ def start_round(facilitator_id: int, cafe_id: int, now: float, publisher: Publis
     db.session.flush()
     cafe.version = bump_version(db.session, cafe.id)
     outbox = Outbox()
-    by_id = {p.id: p for p in present}
     for seat in seats:
-        person = by_id[seat.participant_id]
+        person = people[seat.participant_id]
         if person.sid:
             leave = [table_room(cafe.id, old_round, old_tables[person.id])] if person.id in old_tables else []
             outbox.move(person.sid, leave, [table_room(cafe.id, round_no, seat.table)])

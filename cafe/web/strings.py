@@ -20,6 +20,7 @@ def js_strings() -> dict[str, str]:
         "You have left. Thank you! Scan the code again to come back.":
             _("You have left. Thank you! Scan the code again to come back."),
         "Reconnecting…": _("Reconnecting…"),
+        "Connecting…": _("Connecting…"),
         "Go to table %(n)s": _("Go to table %(n)s"),
         "Table %(n)s": _("Table %(n)s"),
         "You are the host of table %(n)s: stay here, welcome newcomers, and share what was said before.":

@@ -27,6 +27,7 @@
   var tally = null;
   var priorities = null;
   var voteTimer = null;
+  var pendingJoin = null;
 
   var views = {
     join: C.byId('view-join'), lobby: C.byId('view-lobby'), table: C.byId('view-table'),
@@ -401,6 +402,7 @@
     socket.on('connect', function () {
       setStatus('online');
       if (C.store.get(tokenKey, null)) { join(); }
+      else if (pendingJoin) { var p = pendingJoin; pendingJoin = null; C.byId('join-error').hidden = true; join(p.name, p.language); }
     });
     socket.on('disconnect', function () { setStatus('offline'); });
     socket.on('connect_error', function () { setStatus('offline'); });
@@ -449,7 +451,13 @@
     C.byId('join-error').hidden = true;
     var name = C.byId('name').value.trim();
     var language = C.byId('language').value;
-    if (!socket.connected) { showJoinError(C.t('No connection yet. Please wait a moment and try again.')); return; }
+    if (!socket.connected) {
+      // joins as soon as the connection is up (weak mobile data): no need to tap again
+      pendingJoin = {name: name, language: language};
+      C.byId('join-error').textContent = C.t('Connecting…');
+      C.byId('join-error').hidden = false;
+      return;
+    }
     join(name, language);
   });
 
