@@ -66,6 +66,7 @@ def create_app(config: Any = None) -> Flask:
     babel.init_app(app, locale_selector=_select_locale)
     async_mode = app.config.get("CAFE_SERVER") or "threading"
     socketio.init_app(app, async_mode=async_mode, message_queue=app.config.get("MESSAGE_QUEUE"),
+                      channel=app.config.get("SOCKETIO_CHANNEL", "cafe"),
                       max_http_buffer_size=app.config["MAX_HTTP_BUFFER_SIZE"], cors_allowed_origins=[],
                       ping_interval=20, ping_timeout=20, logger=False, engineio_logger=False)
 

@@ -41,6 +41,8 @@ class Config:
         self.SQLALCHEMY_DATABASE_URI = _normalise_db_url(
             os.environ.get("DATABASE_URL") or f"sqlite:///{instance / 'cafe.db'}")
         self.MESSAGE_QUEUE = os.environ.get("MESSAGE_QUEUE") or None
+        # The Redis pub/sub channel the workers of one deployment share (Redis channels ignore the db number).
+        self.SOCKETIO_CHANNEL = os.environ.get("SOCKETIO_CHANNEL", "cafe")
         self.CAFE_SERVER = os.environ.get("CAFE_SERVER", "eventlet")
         self.PUBLIC_URL = os.environ.get("PUBLIC_URL") or None   # e.g. https://cafe.example.org
         self.SESSION_COOKIE_HTTPONLY = True
@@ -49,8 +51,9 @@ class Config:
         self.BABEL_DEFAULT_LOCALE = "en"
         # How long a phone may be gone before it loses its seat in the next round.
         self.PRESENCE_GRACE_SECONDS = int(os.environ.get("PRESENCE_GRACE_SECONDS", "600"))
-        # Group commit of notes: one transaction per window (seconds) or per full batch.
-        self.NOTE_BATCH_WINDOW = float(os.environ.get("NOTE_BATCH_WINDOW", "0.1"))
+        # Group commit of notes: one transaction per batch, gathered for up to this many seconds.
+        # 0: no waiting; whatever queued up while the last batch committed forms the next batch.
+        self.NOTE_BATCH_WINDOW = float(os.environ.get("NOTE_BATCH_WINDOW", "0"))
         self.NOTE_BATCH_MAX = int(os.environ.get("NOTE_BATCH_MAX", "200"))
         self.SEATING_TIME_LIMIT = float(os.environ.get("SEATING_TIME_LIMIT", "0.2"))
         # Which clustering pipeline proposes themes (None: the default; "tfidf" needs no model).

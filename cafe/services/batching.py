@@ -96,6 +96,38 @@ class GroupCommitter:
                         pending.error = ServiceError("storage_unavailable", "Could not save; your phone will try again.", 503)
                     pending.done.set()
 
+    @staticmethod
+    def _run_bulk(session: Session, batch: list[_Pending]) -> list[_Pending]:
+        """Run operations that know how to run many at once (``op.bulk(session, ops, outboxes)`` returning one
+        result or ServiceError per op) in one savepoint per kind; return the others, and any whose bulk
+        run failed, to be run one by one."""
+        groups: dict[Any, list[_Pending]] = {}
+        singles: list[_Pending] = []
+        for pending in batch:
+            bulk = getattr(pending.op, "bulk", None)
+            (groups.setdefault(bulk, []) if bulk is not None else singles).append(pending)
+        for bulk, group in groups.items():
+            if len(group) == 1:
+                singles.extend(group)
+                continue
+            savepoint = session.begin_nested()
+            try:
+                outcomes = bulk(session, [p.op for p in group], [p.outbox for p in group])
+                savepoint.commit()
+            except Exception:
+                savepoint.rollback()
+                log.warning("bulk operation failed; running its %d operations one by one", len(group), exc_info=True)
+                for pending in group:
+                    pending.outbox = Outbox()
+                singles.extend(group)
+                continue
+            for pending, outcome in zip(group, outcomes):
+                if isinstance(outcome, ServiceError):
+                    pending.error = outcome
+                else:
+                    pending.result = outcome
+        return singles
+
     def _commit(self, batch: list[_Pending]) -> None:
         from ..extensions import db
 
@@ -103,7 +135,8 @@ class GroupCommitter:
         with self.app.app_context():
             session = db.session
             try:
-                for pending in batch:
+                singles = self._run_bulk(session, batch)
+                for pending in singles:
                     savepoint = session.begin_nested()
                     try:
                         pending.result = pending.op(session, pending.outbox)

@@ -49,8 +49,9 @@ def rooms_for(cafe: Cafe, participant: Participant) -> list[str]:
 
 
 def _presence_event(outbox: Outbox, cafe_id: int, participant: Participant | None = None) -> None:
+    """To facilitators only: phones get the counts with each ``cafe_state`` (a join must not message every
+    phone in the room: 2,000 joins would be 4 million messages)."""
     counts = participant_counts(db.session, cafe_id)
-    outbox.emit("participants_changed", counts, cafe_room(cafe_id))
     detail = dict(counts)
     if participant is not None:
         detail["participant"] = {"id": participant.id, "name": participant.display_name,

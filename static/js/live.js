@@ -9,7 +9,15 @@
                  version: null, socket: null, themes: [], tally: null, priorities: null};
     var socket = model.socket = C.connect();
 
-    function changed(what) { onChange(model, what); }
+    var pendingPeople = null;
+    function changed(what) {
+      if (what === 'participants') {
+        // a room of 2,000 joining: redraw at most four times a second, not once per phone
+        if (!pendingPeople) { pendingPeople = setTimeout(function () { pendingPeople = null; onChange(model, what); }, 250); }
+        return;
+      }
+      onChange(model, what);
+    }
 
     function applySnapshot(s) {
       model.state = s.state;

@@ -1,0 +1,36 @@
+"""A small, fast run of the load benchmark: real servers (app and bare) on loopback, a few phones, notes.
+
+It checks that the benchmark measures what it says (every phone joins, every note is acknowledged and
+seen on the dashboard once, both round changes reach every phone); the latency targets are for the full
+benchmark (``make bench-load``), not for a shared test machine.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cafe.bench import load
+
+
+def test_load_benchmark_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "load.json"
+    code = load.main(["--phones", "20", "--duration", "3", "--rate", "6", "--clients", "2",
+                      "--connect-timeout", "20", "--ack-timeout", "15", "--seat-timeout", "10", "--out", str(out)])
+    assert code == 0
+    report = json.loads(out.read_text())
+    run = report["runs"]["eventlet"]
+    for kind in ("app", "bare"):
+        result = run[kind]
+        assert "error" not in result, result.get("error", "") + result.get("server_log_tail", "")
+        assert result["phones"]["connected"] == 20, result["phones"]
+        notes = result["notes"]
+        assert notes["sent"] >= 15, notes
+        assert notes["acknowledged"] == notes["sent"], notes
+        assert notes["seen_on_dashboard"] == notes["acknowledged"], notes
+        assert notes["lost"] == 0 and notes["duplicated"] == 0, notes
+        assert notes["dashboard_latency_ms"]["n"] == notes["acknowledged"]
+        assert result["round_1"]["seated"] == 20 and result["round_2"]["seated"] == 20
+        assert result["server_process"]["kb_per_phone"] is not None
+        assert result["phones"]["still_connected_at_end"] == 20
+    assert run["targets"]["none_lost"]["met"] and run["targets"]["none_duplicated"]["met"]
+    assert set(run["app_to_bare_ratio"]) >= {"p50", "p95", "p99"}
