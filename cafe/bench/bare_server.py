@@ -40,7 +40,8 @@ PREFIX = os.environ.get("PORT", "0")
 def create(async_mode: str, message_queue: str | None) -> tuple[Flask, SocketIO]:
     app = Flask(__name__)
     app.config["SECRET_KEY"] = "bare"
-    sio = SocketIO(app, async_mode=async_mode, message_queue=message_queue, ping_interval=20, ping_timeout=20,
+    sio = SocketIO(app, async_mode=async_mode, message_queue=message_queue,
+                   channel=os.environ.get("SOCKETIO_CHANNEL", "flask-socketio"), ping_interval=20, ping_timeout=20,
                    max_http_buffer_size=64 * 1024, cors_allowed_origins=[], logger=False, engineio_logger=False)
     ids = itertools.count(1)
     note_ids = itertools.count(1)

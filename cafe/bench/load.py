@@ -420,6 +420,9 @@ class Servers:
             self.env.pop(key, None)
         if workers > 1:
             self.env["MESSAGE_QUEUE"] = f"{REDIS_BASE}/{redis_db}"
+            # Redis pub/sub channels ignore the db number: a channel of its own, so that concurrent runs
+            # (or a deployment on the same Redis) never deliver each other's events.
+            self.env["SOCKETIO_CHANNEL"] = f"cafe-bench-{kind}-{uuid.uuid4().hex}"
         if kind == "app":
             if database == "postgres":
                 self.schema = f"bench_{uuid.uuid4().hex[:12]}"

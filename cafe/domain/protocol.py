@@ -18,13 +18,24 @@ MAX_EXTEND_SECONDS = 3600
 LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
 
 
-class ProtocolError(Exception):
-    """A payload that cannot be accepted; ``code`` is stable, ``message`` is for people."""
+def N_(message: str) -> str:
+    """Marks a message for translation where it is written; it is translated where it is sent."""
+    return message
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
+
+class ProtocolError(Exception):
+    """A payload that cannot be accepted; ``code`` is stable, ``message`` is for people.
+
+    ``template`` and ``params`` keep the untranslated message (``%(name)s`` placeholders) so that the web
+    layer can answer in the asker's language.
+    """
+
+    def __init__(self, code: str, message: str, **params: Any) -> None:
+        self.template = message
+        self.params = params
+        self.message = message % params if params else message
+        super().__init__(self.message)
         self.code = code
-        self.message = message
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": False, "error": {"code": self.code, "message": self.message}}
@@ -41,7 +52,7 @@ def _require_mapping(payload: Any) -> dict[str, Any]:
 def _get(payload: dict[str, Any], key: str, required: bool) -> Any:
     if key not in payload or payload[key] is None:
         if required:
-            raise ProtocolError("invalid_payload", f"'{key}' is required.")
+            raise ProtocolError("invalid_payload", "'%(key)s' is required.", key=key)
         return None
     return payload[key]
 
@@ -57,15 +68,15 @@ def text_field(payload: dict[str, Any], key: str, *, max_chars: int, required: b
     if value is None:
         return None
     if not isinstance(value, str):
-        raise ProtocolError("invalid_payload", f"'{key}' must be text.")
+        raise ProtocolError("invalid_payload", "'%(key)s' must be text.", key=key)
     if len(value) > max_chars * 4:   # refuse absurd input before cleaning it
-        raise ProtocolError("too_long", f"'{key}' is longer than {max_chars} characters.")
+        raise ProtocolError("too_long", "'%(key)s' is longer than %(num)s characters.", key=key, num=max_chars)
     value = clean_text(value)
     if len(value) > max_chars:
-        raise ProtocolError("too_long", f"'{key}' is longer than {max_chars} characters.")
+        raise ProtocolError("too_long", "'%(key)s' is longer than %(num)s characters.", key=key, num=max_chars)
     if not value and not allow_empty:
         if required:
-            raise ProtocolError("empty", f"'{key}' is empty.")
+            raise ProtocolError("empty", "'%(key)s' is empty.", key=key)
         return None
     return value
 
@@ -76,20 +87,21 @@ def int_field(payload: dict[str, Any], key: str, *, minimum: int, maximum: int,
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ProtocolError("invalid_payload", f"'{key}' must be a whole number.")
+        raise ProtocolError("invalid_payload", "'%(key)s' must be a whole number.", key=key)
     if not minimum <= value <= maximum:
-        raise ProtocolError("out_of_range", f"'{key}' must be between {minimum} and {maximum}.")
+        raise ProtocolError("out_of_range", "'%(key)s' must be between %(lo)s and %(hi)s.", key=key, lo=minimum,
+                            hi=maximum)
     return value
 
 
 def uuid_field(payload: dict[str, Any], key: str) -> str:
     value = _get(payload, key, True)
     if not isinstance(value, str) or len(value) > 64:
-        raise ProtocolError("invalid_payload", f"'{key}' must be a UUID.")
+        raise ProtocolError("invalid_payload", "'%(key)s' must be a UUID.", key=key)
     try:
         return str(uuid.UUID(value))
     except ValueError:
-        raise ProtocolError("invalid_payload", f"'{key}' must be a UUID.") from None
+        raise ProtocolError("invalid_payload", "'%(key)s' must be a UUID.", key=key) from None
 
 
 def language_field(payload: dict[str, Any], key: str) -> str | None:
@@ -97,7 +109,7 @@ def language_field(payload: dict[str, Any], key: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not LANGUAGE_RE.match(value):
-        raise ProtocolError("invalid_payload", f"'{key}' must be a language code such as 'en'.")
+        raise ProtocolError("invalid_payload", "'%(key)s' must be a language code such as 'en'.", key=key)
     return value
 
 
@@ -106,7 +118,7 @@ def token_field(payload: dict[str, Any], key: str, required: bool = False) -> st
     if value is None:
         return None
     if not isinstance(value, str) or not 16 <= len(value) <= 128:
-        raise ProtocolError("invalid_payload", f"'{key}' is not a valid token.")
+        raise ProtocolError("invalid_payload", "'%(key)s' is not a valid token.", key=key)
     return value
 
 
@@ -273,7 +285,7 @@ def bool_field(payload: dict[str, Any], key: str, required: bool = False) -> boo
     if value is None:
         return None
     if not isinstance(value, bool):
-        raise ProtocolError("invalid_payload", f"'{key}' must be true or false.")
+        raise ProtocolError("invalid_payload", "'%(key)s' must be true or false.", key=key)
     return value
 
 
@@ -453,7 +465,7 @@ class NotesEnter(CafeCommand):
         p = _require_mapping(payload)
         raw = _get(p, "texts", True)
         if not isinstance(raw, list) or not raw or len(raw) > MAX_PAPER_NOTES:
-            raise ProtocolError("invalid_payload", f"'texts' must be a list of 1 to {MAX_PAPER_NOTES} notes.")
+            raise ProtocolError("invalid_payload", "'texts' must be a list of 1 to %(num)s notes.", num=MAX_PAPER_NOTES)
         texts = []
         for item in raw:
             text = text_field({"text": item}, "text", max_chars=NOTE_MAX_CHARS, required=False)

@@ -14,12 +14,15 @@ MAX_BUDGET = 10
 
 
 class VoteError(ValueError):
-    """An allocation that breaks the café's voting rules; ``code`` is stable."""
+    """An allocation that breaks the café's voting rules; ``code`` is stable; ``template`` % ``params`` is
+    the message (kept apart so that it can be translated)."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, code: str, message: str, **params: int) -> None:
+        self.template = message
+        self.params = params
+        self.message = message % params if params else message
+        super().__init__(self.message)
         self.code = code
-        self.message = message
 
 
 def check_allocation(allocation: Mapping[int, int], *, budget: int, allow_stacking: bool,
@@ -37,7 +40,7 @@ def check_allocation(allocation: Mapping[int, int], *, budget: int, allow_stacki
             cleaned[theme_id] = dots
     spent = sum(cleaned.values())
     if spent > budget:
-        raise VoteError("over_budget", f"You have {budget} dots; that uses {spent}.")
+        raise VoteError("over_budget", "That is %(spent)s dots; you have %(budget)s to give.", spent=spent, budget=budget)
     return cleaned
 
 

@@ -32,7 +32,7 @@ def facilitator_count() -> int:
 def create_facilitator(email: str, password: str) -> Facilitator:
     email = _clean_email(email)
     if len(password or "") < MIN_PASSWORD:
-        raise ServiceError("weak_password", f"The password needs at least {MIN_PASSWORD} characters.")
+        raise ServiceError("weak_password", "The password needs at least %(num)s characters.", num=MIN_PASSWORD)
     if db.session.scalar(select(Facilitator).where(Facilitator.email == email)):
         raise ServiceError("exists", "A facilitator with that e-mail already exists.", 409)
     fac = Facilitator(email=email, password_hash=generate_password_hash(password, method="scrypt"),

@@ -33,22 +33,22 @@ def _validated_settings(data: dict[str, Any]) -> dict[str, Any]:
         if value in (None, ""):
             return default
         if isinstance(value, bool):
-            raise ServiceError("invalid", f"'{key}' must be a whole number.")
+            raise ServiceError("invalid", "'%(key)s' must be a whole number.", key=key)
         try:
             number = int(value)
         except (TypeError, ValueError):
-            raise ServiceError("invalid", f"'{key}' must be a whole number.") from None
+            raise ServiceError("invalid", "'%(key)s' must be a whole number.", key=key) from None
         if isinstance(value, float) and value != number:
-            raise ServiceError("invalid", f"'{key}' must be a whole number.")
+            raise ServiceError("invalid", "'%(key)s' must be a whole number.", key=key)
         if not lo <= number <= hi:
-            raise ServiceError("invalid", f"'{key}' must be between {lo} and {hi}.")
+            raise ServiceError("invalid", "'%(key)s' must be between %(lo)s and %(hi)s.", key=key, lo=lo, hi=hi)
         return number
 
     title = data.get("title")
     if not isinstance(title, str) or not title.strip():
         raise ServiceError("invalid", "The café needs a title.")
     if len(title.strip()) > MAX_TITLE:
-        raise ServiceError("invalid", f"The title is longer than {MAX_TITLE} characters.")
+        raise ServiceError("invalid", "The title is longer than %(num)s characters.", num=MAX_TITLE)
     questions = data.get("questions") or []
     if isinstance(questions, str):
         questions = [q for q in questions.splitlines()]
@@ -56,7 +56,7 @@ def _validated_settings(data: dict[str, Any]) -> dict[str, Any]:
         raise ServiceError("invalid", "'questions' must be a list of texts.")
     questions = [q.strip() for q in questions if q.strip()]
     if any(len(q) > MAX_QUESTION for q in questions):
-        raise ServiceError("invalid", f"A question is longer than {MAX_QUESTION} characters.")
+        raise ServiceError("invalid", "A question is longer than %(num)s characters.", num=MAX_QUESTION)
     translations = data.get("question_translations") or {}
     if not isinstance(translations, dict):
         raise ServiceError("invalid", "'question_translations' must map language codes to lists of questions.")
@@ -67,10 +67,10 @@ def _validated_settings(data: dict[str, Any]) -> dict[str, Any]:
         if isinstance(items, str):
             items = items.splitlines()
         if not isinstance(items, list) or not all(isinstance(q, str) for q in items):
-            raise ServiceError("invalid", f"The questions in '{lang}' must be a list of texts.")
+            raise ServiceError("invalid", "The questions in '%(lang)s' must be a list of texts.", lang=lang)
         items = [q.strip() for q in items if q.strip()]
         if any(len(q) > MAX_QUESTION for q in items):
-            raise ServiceError("invalid", f"A question is longer than {MAX_QUESTION} characters.")
+            raise ServiceError("invalid", "A question is longer than %(num)s characters.", num=MAX_QUESTION)
         if items:
             cleaned_translations[lang] = items
     rounds = whole("rounds", 3, 1, 12)

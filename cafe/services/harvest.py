@@ -8,7 +8,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from ..domain import clustering
-from ..domain.protocol import NOTE_MAX_CHARS
+from ..domain.protocol import N_, NOTE_MAX_CHARS
 from ..domain.tally import Priority, ThemeScore, VoteError, check_allocation, rank, totals
 from ..extensions import db
 from ..models import Cafe, Note, PaperVote, Participant, Theme, Vote
@@ -186,7 +186,7 @@ def _clean_label(label: str) -> str:
     if not label:
         raise ServiceError("empty", "A theme needs a name.")
     if len(label) > LABEL_MAX:
-        raise ServiceError("too_long", f"A theme name has at most {LABEL_MAX} characters.")
+        raise ServiceError("too_long", "A theme name has at most %(num)s characters.", num=LABEL_MAX)
     return label
 
 
@@ -242,8 +242,8 @@ def start_harvest(facilitator_id: int, cafe_id: int, now: float, publisher: Publ
     """After the rounds: propose themes from all the notes and show them to the room."""
     def startable(cafe: Cafe) -> None:
         if cafe.phase not in ("break", "ended"):
-            raise ServiceError("wrong_phase", "End the round before the harvest." if cafe.phase == "round"
-                               else "The harvest starts after the rounds.", 409)
+            raise ServiceError("wrong_phase", N_("End the round before the harvest.") if cafe.phase == "round"
+                               else N_("The harvest starts after the rounds."), 409)
     startable(cafe_for_facilitator(cafe_id, facilitator_id))
     proposed, _kept = _propose_outside_transaction(cafe_id, facilitator_id, run, pipeline)
     cafe = cafe_for_facilitator(cafe_id, facilitator_id, lock=True)
@@ -265,9 +265,9 @@ def repropose(facilitator_id: int, cafe_id: int, confirm: bool, now: float, publ
     by_hand = [t for t in _themes(db.session, cafe.id) if t.by_hand]
     if by_hand and not confirm:
         raise ServiceError("confirm_needed",
-                           f"{len(by_hand)} theme(s) were made or changed by hand: they will be kept with their "
-                           "notes, and every other theme will be proposed again. Send again with confirm to go on.",
-                           409)
+                           "Themes made or changed by hand: %(num)s. They will be kept with their notes, and every "
+                           "other theme will be proposed again. Send again with confirm to go on.", 409,
+                           num=len(by_hand))
     proposed, kept = _propose_outside_transaction(cafe_id, facilitator_id, run, pipeline)
     cafe = _harvest_cafe(facilitator_id, cafe_id)
     _apply_proposal(cafe, proposed, now)
@@ -436,14 +436,14 @@ def vote_operation(participant_id: int, allocation: dict[int, int], now: float, 
         cafe = session.get(Cafe, person.cafe_id)
         assert cafe is not None
         if cafe.phase != "voting":
-            raise ServiceError("wrong_phase", "Voting is not open." if cafe.phase != "results"
-                               else "Voting has closed.", 409)
+            raise ServiceError("wrong_phase", N_("Voting is not open.") if cafe.phase != "results"
+                               else N_("Voting has closed."), 409)
         theme_ids = set(session.scalars(select(Theme.id).where(Theme.cafe_id == cafe.id)))
         try:
             cleaned = check_allocation(allocation, budget=cafe.vote_budget, allow_stacking=cafe.vote_stacking,
                                        theme_ids=theme_ids)
         except VoteError as exc:
-            raise ServiceError(exc.code, exc.message, 400) from None
+            raise ServiceError(exc.code, exc.template, 400, **exc.params) from None
         existing = {v.theme_id: v for v in session.scalars(select(Vote).where(Vote.participant_id == person.id))}
         for theme_id, vote in existing.items():
             if theme_id not in cleaned:

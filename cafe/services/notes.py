@@ -193,7 +193,7 @@ def enter_from_paper(facilitator_id: int, cmd: NotesEnter, now: float, publisher
         raise ServiceError("wrong_phase", "Notes from paper can be entered from the first round until voting opens.",
                            409)
     if cmd.round > cafe.current_round:
-        raise ServiceError("out_of_range", f"Round {cmd.round} has not happened yet.")
+        raise ServiceError("out_of_range", "Round %(num)s has not happened yet.", num=cmd.round)
     outbox = Outbox()
     made = []
     for text in cmd.texts:

@@ -5,13 +5,14 @@ from collections import defaultdict
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from ..domain.clock import RoundClock
+from ..domain.protocol import N_
 from ..domain.seating import RoundPlan, SeatingProblem, plan_round, table_count
 from ..extensions import db
 from ..models import Cafe, Participant, Seat
-from .cafes import bump_version, cafe_for_facilitator, cafe_state, clock_of, seat_payload, seating_payload
+from .cafes import bump_version, cafe_for_facilitator, cafe_state, clock_of, seating_payload
 from .errors import ServiceError
 from .events import Outbox, Publisher, cafe_room, facilitators_room, participant_room, table_room
 
@@ -102,8 +103,8 @@ def seating_preview(facilitator_id: int, cafe_id: int, now: float, grace: float,
 
 def _check_can_start(cafe: Cafe) -> None:
     if cafe.phase not in ("lobby", "break"):
-        raise ServiceError("wrong_phase", "A round is already running; end it first." if cafe.phase == "round"
-                           else "Rounds are over.", 409)
+        raise ServiceError("wrong_phase", N_("A round is already running; end it first.") if cafe.phase == "round"
+                           else N_("Rounds are over."), 409)
     if cafe.current_round >= cafe.rounds:
         raise ServiceError("no_more_rounds", "All planned rounds are done.", 409)
 
@@ -142,15 +143,12 @@ def start_round(facilitator_id: int, cafe_id: int, now: float, publisher: Publis
     old_round = cafe.current_round
     old_tables = {s.participant_id: s.table for s in db.session.scalars(
         select(Seat).where(Seat.cafe_id == cafe.id, Seat.round == old_round))} if old_round else {}
-    seats = []
-    for index, members in enumerate(plan.tables):
-        for pid in members:
-            if pid not in people or people[pid].removed:
-                continue        # removed while the plan was made
-            seat = Seat(cafe_id=cafe.id, round=round_no, participant_id=pid, table=index + 1,
-                        is_host=pid in host_ids)
-            db.session.add(seat)
-            seats.append(seat)
+    rows = [{"cafe_id": cafe.id, "round": round_no, "participant_id": pid, "table": index + 1,
+             "is_host": pid in host_ids}
+            for index, members in enumerate(plan.tables) for pid in members
+            if pid in people and not people[pid].removed]        # not someone removed while planning
+    if rows:
+        db.session.execute(insert(Seat), rows)          # one statement, not one ORM object per person
     cafe.phase = "round"
     cafe.current_round = round_no
     cafe.table_count = len(plan.tables)
@@ -161,12 +159,14 @@ def start_round(facilitator_id: int, cafe_id: int, now: float, publisher: Publis
     db.session.flush()
     cafe.version = bump_version(db.session, cafe.id)
     outbox = Outbox()
-    for seat in seats:
-        person = people[seat.participant_id]
+    for row in rows:
+        person = people[row["participant_id"]]
         if person.sid:
             leave = [table_room(cafe.id, old_round, old_tables[person.id])] if person.id in old_tables else []
-            outbox.move(person.sid, leave, [table_room(cafe.id, round_no, seat.table)])
-        outbox.emit("seat_assigned", seat_payload(cafe, seat) | {"cafe_id": cafe.id}, participant_room(person.id))
+            outbox.move(person.sid, leave, [table_room(cafe.id, round_no, row["table"])])
+        outbox.emit("seat_assigned", {"cafe_id": cafe.id, "round": round_no, "table": row["table"],
+                                      "is_host": row["is_host"], "tables": cafe.table_count},
+                    participant_room(person.id))
     _broadcast_state(outbox, cafe, now)
     outbox.emit("seating_changed", seating_payload(db.session, cafe) | {
         "repeats": plan.repeats, "lower_bound": plan.lower_bound, "warnings": plan.warnings},

@@ -8,12 +8,13 @@ from flask import Blueprint, request, url_for
 from ..services.cafes import cafe_for_facilitator, cafe_state, create_cafe
 from ..services.errors import ServiceError
 from . import context as ctx
+from .i18n import error_answer
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 
 def _error(exc: ServiceError) -> tuple[dict[str, Any], int]:
-    return {"ok": False, "error": {"code": exc.code, "message": exc.message}}, exc.status
+    return error_answer(exc), exc.status
 
 
 def _caller() -> int:

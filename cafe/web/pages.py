@@ -20,6 +20,7 @@ from ..services.errors import ServiceError
 from ..services.reports import priorities_report
 from . import context as ctx
 from . import exports
+from .i18n import error_message
 from .qr import qr_svg
 from .strings import LANGUAGE_NAMES, js_strings
 
@@ -118,7 +119,7 @@ def setup() -> Any:
         try:
             fac = accounts.create_first_facilitator(request.form.get("email", ""), request.form.get("password", ""))
         except ServiceError as exc:
-            error = exc.message
+            error = error_message(exc)
         else:
             session.clear()
             session["facilitator_id"] = fac.id
@@ -188,7 +189,7 @@ def new_cafe() -> Any:
         try:
             cafe = create_cafe(g.facilitator_id, form)
         except ServiceError as exc:
-            error = exc.message
+            error = error_message(exc)
         else:
             return redirect(url_for("pages.cafe_page", cafe_id=cafe.id))
     return render_template("new_cafe.html", error=error, form=form), (400 if error else 200)

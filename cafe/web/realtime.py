@@ -18,6 +18,15 @@ from ..services import accounts, harvest, notes, participants, rounds
 from ..services.cafes import cafe_for_facilitator
 from ..services.errors import ServiceError
 from . import context as ctx
+from .i18n import error_answer
+
+
+def cmd_language(payload: Any) -> str | None:
+    """A joining phone's language, before it has an identity (its first errors already speak it)."""
+    if isinstance(payload, dict) and isinstance(payload.get("language"), str) and \
+            p.LANGUAGE_RE.match(payload["language"]) and payload["language"] in current_app.config["LANGUAGES"]:
+        return payload["language"]
+    return None
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +39,7 @@ class Identity:
     facilitator_id: int | None = None
     participant_id: int | None = None
     cafe_id: int | None = None
+    language: str | None = None         # a phone's chosen language: its error answers speak it
 
 
 def _identities() -> dict[str, Identity]:
@@ -40,8 +50,9 @@ def _identity() -> Identity:
     return _identities().setdefault(request.sid, Identity())  # type: ignore[attr-defined]
 
 
-def _error(code: str, message: str) -> dict[str, Any]:
-    return {"ok": False, "error": {"code": code, "message": message}}
+def _error(code: str, message: str, **params: Any) -> dict[str, Any]:
+    ident = _identities().get(request.sid)  # type: ignore[attr-defined]
+    return error_answer(p.ProtocolError(code, message, **params), ident.language if ident else None)
 
 
 def command(event: str, model: type[p.Command] | None, role: str | None) -> Callable[[Callable[..., Any]], Any]:
@@ -61,7 +72,10 @@ def command(event: str, model: type[p.Command] | None, role: str | None) -> Call
                 return {"ok": True, **result}
             except p.ProtocolError as exc:
                 db.session.rollback()
-                return exc.as_dict()
+                ident = _identities().get(request.sid)  # type: ignore[attr-defined]
+                language = (ident.language if ident else None) or (
+                    cmd_language(args[0] if args else None))
+                return error_answer(exc, language)
             except Exception:
                 log.exception("handler %s failed", event)
                 db.session.rollback()
@@ -107,7 +121,7 @@ def on_disconnect(*_args: Any) -> None:
 
 @socketio.on("*")
 def on_unknown(event: str, *_args: Any) -> dict[str, Any]:
-    return _error("unknown_event", f"There is no '{str(event)[:40]}' command.")
+    return _error("unknown_event", "There is no '%(event)s' command.", event=str(event)[:40])
 
 
 # -- phones -------------------------------------------------------------------------------------------
@@ -127,6 +141,7 @@ def participant_join(cmd: p.ParticipantJoin, ident: Identity) -> dict[str, Any]:
         raise
     ident.participant_id = result.participant.id
     ident.cafe_id = result.participant.cafe_id
+    ident.language = result.participant.language
     return result.answer()
 
 

@@ -106,7 +106,7 @@ def test_reproposing_asks_first_and_keeps_hand_work(harvested: dict[str, Any]) -
     assert cmd(harvested, "theme_rename", theme_id=themes[0]["id"], label="Ours")["ok"]
     asked = cmd(harvested, "themes_propose")
     assert asked["ok"] is False and asked["error"]["code"] == "confirm_needed"
-    assert "1 theme" in asked["error"]["message"]
+    assert ": 1." in asked["error"]["message"]
     again = cmd(harvested, "themes_propose", confirm=True)
     assert again["ok"] and again["kept"] == 1
     kept = [t for t in again["themes"] if t["label"] == "Ours"]

@@ -97,3 +97,19 @@ def test_questions_in_several_languages(actions: Actions, client: Any) -> None:
     bad = client.post("/api/cafes", json={"title": "x", "question_translations": {"not a lang!": ["q"]}},
                       headers={"Authorization": f"Bearer {token}"})
     assert bad.status_code == 400
+
+
+def test_error_answers_speak_the_phones_language(actions: Actions) -> None:
+    fac = actions.facilitator()
+    cafe = actions.cafe(fac)
+    spanish, joined = actions.phone(cafe["join_code"], language="es")
+    english, _ = actions.phone(cafe["join_code"], language="en")
+    bad = {"client_id": str(uuid.uuid4()), "text": "x" * 281}
+    in_english = english.emit("note_add", bad, callback=True)["error"]
+    in_spanish = spanish.emit("note_add", bad, callback=True)["error"]
+    assert in_english["code"] == in_spanish["code"] == "too_long"
+    assert "280" in in_spanish["message"] and in_spanish["message"] != in_english["message"]
+    from cafe.extensions import socketio
+    stranger = socketio.test_client(actions.app)
+    refused = stranger.emit("participant_join", {"join_code": "QQQQQQ", "language": "fr"}, callback=True)["error"]
+    assert refused["code"] == "unknown_code" and "No café" not in refused["message"]
