@@ -104,26 +104,24 @@ def database_url(request: pytest.FixtureRequest) -> str:
 both_databases = pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
 
 
-@pytest.fixture
-def app(database_url: str) -> Iterator[Any]:
-    application = _make_app(database_url)
+def _app_for(url: str) -> Iterator[Any]:
+    application = _make_app(url)
     yield application
     application.extensions["cafe.committer"].stop()
     from cafe.extensions import db
     with application.app_context():
         db.session.remove()
         db.engine.dispose()
+
+
+@pytest.fixture
+def app(database_url: str) -> Iterator[Any]:
+    yield from _app_for(database_url)
 
 
 @pytest.fixture
 def pg_app(postgres_url: str) -> Iterator[Any]:
-    application = _make_app(postgres_url)
-    yield application
-    application.extensions["cafe.committer"].stop()
-    from cafe.extensions import db
-    with application.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    yield from _app_for(postgres_url)
 
 
 @pytest.fixture

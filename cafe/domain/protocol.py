@@ -295,6 +295,22 @@ def id_field(payload: dict[str, Any], key: str) -> int:
     return value
 
 
+def theme_counts(payload: dict[str, Any], key: str, *, maximum: int) -> tuple[tuple[int, int], ...]:
+    """``{"<theme_id>": dots, ...}`` -> sorted ``((theme_id, dots), ...)``, each dots 0..maximum."""
+    raw = _get(payload, key, True)
+    if not isinstance(raw, dict) or len(raw) > MAX_VOTE_ENTRIES:
+        raise ProtocolError("invalid_payload", "'%(key)s' must map theme ids to numbers of dots.", key=key)
+    counts = []
+    for theme, dots in raw.items():
+        if not isinstance(theme, str) or not theme.isdigit() or len(theme) > 18:
+            raise ProtocolError("invalid_payload", "'%(key)s' must map theme ids to numbers of dots.", key=key)
+        if isinstance(dots, bool) or not isinstance(dots, int) or not 0 <= dots <= maximum:
+            raise ProtocolError("out_of_range", "'%(key)s' must be between %(lo)s and %(hi)s.", key=key, lo=0,
+                                hi=maximum)
+        counts.append((int(theme), dots))
+    return tuple(sorted(counts))
+
+
 THEME_LABEL_MAX = 120
 MAX_VOTE_ENTRIES = 100
 MAX_SPLIT_NOTES = 1000
@@ -434,17 +450,7 @@ class VoteSet(Command):
     @classmethod
     def parse(cls, payload: Any) -> VoteSet:
         p = _require_mapping(payload)
-        raw = _get(p, "votes", True)
-        if not isinstance(raw, dict) or len(raw) > MAX_VOTE_ENTRIES:
-            raise ProtocolError("invalid_payload", "'votes' must map theme ids to numbers of dots.")
-        votes = []
-        for key, dots in raw.items():
-            if not isinstance(key, str) or not key.isdigit() or len(key) > 18:
-                raise ProtocolError("invalid_payload", "'votes' must map theme ids to numbers of dots.")
-            if isinstance(dots, bool) or not isinstance(dots, int) or not 0 <= dots <= 10:
-                raise ProtocolError("out_of_range", "Dots on a theme must be a whole number from 0 to 10.")
-            votes.append((int(key), dots))
-        return cls(votes=tuple(sorted(votes)))
+        return cls(votes=theme_counts(p, "votes", maximum=10))
 
 
 MAX_PAPER_NOTES = 200
@@ -504,14 +510,4 @@ class VotesEnter(CafeCommand):
     @classmethod
     def parse(cls, payload: Any) -> VotesEnter:
         p = _require_mapping(payload)
-        raw = _get(p, "counts", True)
-        if not isinstance(raw, dict) or len(raw) > MAX_VOTE_ENTRIES:
-            raise ProtocolError("invalid_payload", "'counts' must map theme ids to numbers of dots.")
-        counts = []
-        for key, dots in raw.items():
-            if not isinstance(key, str) or not key.isdigit() or len(key) > 18:
-                raise ProtocolError("invalid_payload", "'counts' must map theme ids to numbers of dots.")
-            if isinstance(dots, bool) or not isinstance(dots, int) or not 0 <= dots <= 100_000:
-                raise ProtocolError("out_of_range", "A count must be a whole number from 0 to 100000.")
-            counts.append((int(key), dots))
-        return cls(cafe_id=CafeCommand.parse(p).cafe_id, counts=tuple(sorted(counts)))
+        return cls(cafe_id=CafeCommand.parse(p).cafe_id, counts=theme_counts(p, "counts", maximum=100_000))

@@ -177,6 +177,16 @@ def start_round(facilitator_id: int, cafe_id: int, now: float, publisher: Publis
     return {"state": state, "repeats": plan.repeats, "lower_bound": plan.lower_bound, "warnings": plan.warnings}
 
 
+def _commit_state(cafe: Cafe, now: float, publisher: Publisher) -> dict[str, Any]:
+    """Commit a change of the café's phase or clock, then tell every screen."""
+    outbox = Outbox()
+    _broadcast_state(outbox, cafe, now)
+    state = cafe_state(cafe, now)
+    db.session.commit()
+    outbox.publish(publisher)
+    return {"state": state}
+
+
 def _change_clock(facilitator_id: int, cafe_id: int, now: float, publisher: Publisher,
                   change: Callable[[RoundClock], RoundClock]) -> dict[str, Any]:
     cafe = cafe_for_facilitator(cafe_id, facilitator_id, lock=True)
@@ -187,12 +197,7 @@ def _change_clock(facilitator_id: int, cafe_id: int, now: float, publisher: Publ
     if new != clock:
         cafe.round_duration, cafe.paused_at, cafe.paused_total = new.duration, new.paused_at, new.paused_total
         cafe.version = bump_version(db.session, cafe.id)
-    outbox = Outbox()
-    _broadcast_state(outbox, cafe, now)
-    state = cafe_state(cafe, now)
-    db.session.commit()
-    outbox.publish(publisher)
-    return {"state": state}
+    return _commit_state(cafe, now, publisher)
 
 
 def pause(facilitator_id: int, cafe_id: int, now: float, publisher: Publisher) -> dict[str, Any]:
@@ -218,12 +223,7 @@ def end_round(facilitator_id: int, cafe_id: int, now: float, publisher: Publishe
     cafe.phase = "break"
     cafe.paused_at = None
     cafe.version = bump_version(db.session, cafe.id)
-    outbox = Outbox()
-    _broadcast_state(outbox, cafe, now)
-    state = cafe_state(cafe, now)
-    db.session.commit()
-    outbox.publish(publisher)
-    return {"state": state}
+    return _commit_state(cafe, now, publisher)
 
 
 def end_cafe(facilitator_id: int, cafe_id: int, now: float, publisher: Publisher) -> dict[str, Any]:
@@ -234,12 +234,7 @@ def end_cafe(facilitator_id: int, cafe_id: int, now: float, publisher: Publisher
     cafe.paused_at = None
     cafe.ended_at = datetime.now(timezone.utc).replace(tzinfo=None)
     cafe.version = bump_version(db.session, cafe.id)
-    outbox = Outbox()
-    _broadcast_state(outbox, cafe, now)
-    state = cafe_state(cafe, now)
-    db.session.commit()
-    outbox.publish(publisher)
-    return {"state": state}
+    return _commit_state(cafe, now, publisher)
 
 
 def set_joins_open(facilitator_id: int, cafe_id: int, is_open: bool, now: float,
@@ -248,9 +243,4 @@ def set_joins_open(facilitator_id: int, cafe_id: int, is_open: bool, now: float,
     if cafe.joins_open != is_open:
         cafe.joins_open = is_open
         cafe.version = bump_version(db.session, cafe.id)
-    outbox = Outbox()
-    _broadcast_state(outbox, cafe, now)
-    state = cafe_state(cafe, now)
-    db.session.commit()
-    outbox.publish(publisher)
-    return {"state": state}
+    return _commit_state(cafe, now, publisher)

@@ -237,15 +237,20 @@ def qr(cafe_id: int) -> Any:
     return Response(qr_svg(ctx.join_url(cafe.join_code)), mimetype="image/svg+xml")
 
 
-@bp.get("/cafes/<int:cafe_id>/notes.csv")
-def notes_export(cafe_id: int) -> Any:
+def _exported_cafe(cafe_id: int) -> Any:
+    """Exports answer the café's facilitator, signed in or with an API token; anyone else gets 401/404."""
     fid = ctx.session_facilitator_id() or ctx.bearer_facilitator_id()
     if fid is None:
         abort(401)
     try:
-        cafe = cafe_for_facilitator(cafe_id, fid)
+        return cafe_for_facilitator(cafe_id, fid)
     except ServiceError:
         abort(404)
+
+
+@bp.get("/cafes/<int:cafe_id>/notes.csv")
+def notes_export(cafe_id: int) -> Any:
+    cafe = _exported_cafe(cafe_id)
     include_names = request.args.get("names") in ("1", "true", "yes")
     body = notes_csv(cafe, include_names=include_names)
     name = f"cafe-{cafe.id}-notes.csv"
@@ -262,13 +267,7 @@ def priorities_export(cafe_id: int, fmt: str) -> Any:
     """The ranked priorities with every note behind them, for boards, funders and partners."""
     if fmt not in EXPORT_TYPES:
         abort(404)
-    fid = ctx.session_facilitator_id() or ctx.bearer_facilitator_id()
-    if fid is None:
-        abort(401)
-    try:
-        cafe = cafe_for_facilitator(cafe_id, fid)
-    except ServiceError:
-        abort(404)
+    cafe = _exported_cafe(cafe_id)
     report = priorities_report(cafe, include_names=request.args.get("names") in ("1", "true", "yes"))
     name = f"cafe-{cafe.id}-priorities.{fmt}"
     if fmt == "html":
