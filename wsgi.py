@@ -1,4 +1,5 @@
-"""Entry point: ``python wsgi.py`` serves the app; ``gunicorn -k eventlet -w 1 wsgi:app`` in production.
+"""Entry point: ``python wsgi.py`` serves the app; in production
+``gunicorn -c python:cafe.gunicorn_conf wsgi:app`` (see README).
 
 This is the only module that imports eventlet (or gevent, with ``CAFE_SERVER=gevent``): the package itself
 runs under either, and the test suite runs it in threading mode.
@@ -22,12 +23,9 @@ elif _SERVING and SERVER == "gevent":
 
     monkey.patch_all()
 
-import gc  # noqa: E402
-import resource  # noqa: E402
-import sys  # noqa: E402
-
 from cafe import create_app  # noqa: E402
 from cafe.extensions import socketio  # noqa: E402
+from cafe.serving import freeze_heap, raise_open_files_limit  # noqa: E402
 
 app = create_app()
 
@@ -45,17 +43,9 @@ def _cpu_runner():
     return None
 
 
-def raise_open_files_limit(wanted: int) -> int:
-    """Lift the soft open-files limit towards ``wanted``; say so clearly when the hard limit is too low."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        soft = target
-    if soft < wanted:
-        print(f"cafe: the open-files limit is {soft}, below the {wanted} connections expected; "
-              f"raise it (ulimit -n {wanted}) or fewer phones will be able to connect.", file=sys.stderr)
-    return soft
+def configure_server(application) -> None:
+    """What a serving process needs beyond the app: CPU work off the event loop."""
+    application.extensions["cafe.cpu_runner"] = _cpu_runner()
 
 
 if __name__ == "__main__":
@@ -63,9 +53,8 @@ if __name__ == "__main__":
     port = int(os.environ.get("PORT", "5000"))
     max_connections = int(os.environ.get("CAFE_MAX_CONNECTIONS", "5000"))
     raise_open_files_limit(max_connections + 200)
-    app.extensions["cafe.cpu_runner"] = _cpu_runner()
-    gc.collect()
-    gc.freeze()   # long-lived start-up objects out of the collector's way: no GC pauses under load
+    configure_server(app)
+    freeze_heap()
     kwargs = {"max_size": max_connections} if SERVER == "eventlet" else {}
     if SERVER == "threading":
         kwargs["allow_unsafe_werkzeug"] = True

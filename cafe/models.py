@@ -94,6 +94,8 @@ class Participant(db.Model):
     left_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     removed: Mapped[bool] = mapped_column(Boolean, default=False)
     fixed: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Languages this person can talk in at a table, if they said (seating keeps nobody alone in theirs).
+    languages: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     # May write notes for others at the table (table hosts always may).
     can_scribe: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 

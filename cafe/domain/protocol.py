@@ -146,17 +146,30 @@ class ParticipantJoin(Command):
     language: str | None = None
     rejoin_token: str | None = None
     since_version: int | None = None
+    languages: tuple[str, ...] | None = None     # languages they can talk in at a table (seating)
+    stay_put: bool | None = None                 # needs to stay at one table (seating)
 
     @classmethod
     def parse(cls, payload: Any) -> ParticipantJoin:
         p = _require_mapping(payload)
         code = text_field(p, "join_code", max_chars=32)
         assert code is not None
+        raw = _get(p, "languages", False)
+        languages = None
+        if raw is not None:
+            if not isinstance(raw, list) or len(raw) > 10:
+                raise ProtocolError("invalid_payload", "'%(key)s' must be a list of language codes.", key="languages")
+            codes = [language_field({"languages": item}, "languages") for item in raw]
+            languages = tuple(dict.fromkeys(code for code in codes if code))
+        stay = _get(p, "stay_put", False)
+        if stay is not None and not isinstance(stay, bool):
+            raise ProtocolError("invalid_payload", "'%(key)s' must be true or false.", key="stay_put")
         return cls(join_code=code,
                    name=text_field(p, "name", max_chars=NAME_MAX_CHARS, required=False),
                    language=language_field(p, "language"),
                    rejoin_token=token_field(p, "rejoin_token"),
-                   since_version=int_field(p, "since_version", minimum=0, maximum=2**62, required=False))
+                   since_version=int_field(p, "since_version", minimum=0, maximum=2**62, required=False),
+                   languages=languages, stay_put=stay)
 
 
 @dataclass(frozen=True)
@@ -511,3 +524,19 @@ class VotesEnter(CafeCommand):
     def parse(cls, payload: Any) -> VotesEnter:
         p = _require_mapping(payload)
         return cls(cafe_id=CafeCommand.parse(p).cafe_id, counts=theme_counts(p, "counts", maximum=100_000))
+
+
+@dataclass(frozen=True)
+class ParticipantFixed(CafeCommand):
+    """The facilitator marks someone who needs to stay at one table (or no longer does)."""
+
+    event: ClassVar[str] = "participant_fixed"
+    participant_id: int = 0
+    fixed: bool = True
+
+    @classmethod
+    def parse(cls, payload: Any) -> ParticipantFixed:
+        p = _require_mapping(payload)
+        fixed = bool_field(p, "fixed")
+        return cls(cafe_id=CafeCommand.parse(p).cafe_id, participant_id=id_field(p, "participant_id"),
+                   fixed=True if fixed is None else fixed)

@@ -225,8 +225,9 @@ def facilitator_snapshot(cafe: Cafe, now: float, session: Session | None = None)
                             .order_by(Note.id)).all()
     return {
         "state": cafe_state(cafe, now, session),
-        "participants": [{"id": p.id, "name": p.display_name, "connected": p.connected,
-                          "left": p.left_at is not None or p.removed} for p in people],
+        "participants": [{"id": p.id, "name": p.display_name, "connected": p.connected, "fixed": p.fixed,
+                          "can_scribe": p.can_scribe, "left": p.left_at is not None or p.removed}
+                         for p in people],
         "seating": seating_payload(session, cafe),
         "notes": [note_payload(n) | {"hidden": n.hidden} for n in notes],
     }

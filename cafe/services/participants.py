@@ -55,7 +55,8 @@ def _presence_event(outbox: Outbox, cafe_id: int, participant: Participant | Non
     detail = dict(counts)
     if participant is not None:
         detail["participant"] = {"id": participant.id, "name": participant.display_name,
-                                 "connected": participant.connected,
+                                 "connected": participant.connected, "fixed": participant.fixed,
+                                 "can_scribe": participant.can_scribe,
                                  "left": participant.left_at is not None or participant.removed}
     outbox.emit("participants_changed", detail, facilitators_room(cafe_id))
 
@@ -95,6 +96,10 @@ def join(cmd: ParticipantJoin, sid: str | None, now: float, publisher: Publisher
                              removed=False, fixed=False)
         db.session.add(person)
         bump_version(db.session, cafe.id)
+    if cmd.languages is not None:
+        person.languages = list(cmd.languages) or None
+    if cmd.stay_put is not None:
+        person.fixed = cmd.stay_put
     person.connected = True
     person.sid = sid
     person.last_seen_at = now
@@ -187,6 +192,23 @@ def allow_scribe(facilitator_id: int, cafe_id: int, participant_id: int, allowed
     outbox = Outbox()
     outbox.emit("scribe_changed", {"can_scribe": allowed}, participant_room(person.id))
     answer = {"participant_id": person.id, "can_scribe": allowed}
+    db.session.commit()
+    outbox.publish(publisher)
+    return answer
+
+
+def set_fixed(facilitator_id: int, cafe_id: int, participant_id: int, fixed: bool, now: float,
+              publisher: Publisher) -> dict[str, Any]:
+    """Someone who needs to stay at one table stays at the table of their first round from now on."""
+    cafe = cafe_for_facilitator(cafe_id, facilitator_id, lock=True)
+    person = db.session.get(Participant, participant_id)
+    if person is None or person.cafe_id != cafe.id:
+        raise ServiceError("not_found", "No such participant in this café.", 404)
+    person.fixed = fixed
+    cafe.version = bump_version(db.session, cafe.id)
+    outbox = Outbox()
+    _presence_event(outbox, cafe.id, person)
+    answer = {"participant_id": person.id, "fixed": fixed}
     db.session.commit()
     outbox.publish(publisher)
     return answer

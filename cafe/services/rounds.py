@@ -71,6 +71,8 @@ def _problem(cafe: Cafe, present: list[Participant]) -> SeatingProblem:
         history=tuple(tuple(tuple(t) for t in rnd) for rnd in history),
         hosts={p: t for p, t in hosts.items() if p in present_ids and t < tables},
         fixed=frozenset(p.id for p in present if p.fixed),
+        # Only people who said which languages they can talk in: nobody is left alone in theirs.
+        languages={p.id: frozenset(p.languages) for p in present if p.languages},
         seed=cafe.id)
 
 

@@ -328,6 +328,13 @@ def vote_set(cmd: p.VoteSet, ident: Identity) -> dict[str, Any]:
     return ctx.committer().submit(op)
 
 
+@command("participant_fixed", p.ParticipantFixed, role="facilitator")
+def participant_fixed(cmd: p.ParticipantFixed, ident: Identity) -> dict[str, Any]:
+    assert ident.facilitator_id is not None
+    return participants.set_fixed(ident.facilitator_id, cmd.cafe_id, cmd.participant_id, cmd.fixed, ctx.now(),
+                                  ctx.publisher())
+
+
 @command("notes_enter", p.NotesEnter, role="facilitator")
 def notes_enter(cmd: p.NotesEnter, ident: Identity) -> dict[str, Any]:
     assert ident.facilitator_id is not None

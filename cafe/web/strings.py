@@ -95,6 +95,7 @@ def js_strings() -> dict[str, str]:
         "These themes came up across the tables.": _("These themes came up across the tables."),
         "Remove": _("Remove"),
         "Scribe": _("Scribe"),
+        "Stays at one table": _("Stays at one table"),
         "Make scribe": _("Make scribe"),
         "1 note added": _("1 note added"),
         "%(n)s notes added": _("%(n)s notes added"),

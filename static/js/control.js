@@ -221,19 +221,31 @@
       var p = model.participants[ids[i]];
       var status = p.left ? C.t('left') : (p.connected ? '' : C.t('away'));
       var li = C.el('li', {className: status ? 'muted' : ''}, [p.name + (status ? ' (' + status + ')' : '')]);
-      if (!p.left) { li.appendChild(scribeButton(p)); li.appendChild(removeButton(p)); }
+      if (!p.left) { li.appendChild(fixedButton(p)); li.appendChild(scribeButton(p)); li.appendChild(removeButton(p)); }
       list.appendChild(li);
     }
   }
 
-  var scribes = {};
+  function fixedButton(person) {
+    var on = !!person.fixed;
+    var button = C.el('button', {type: 'button', className: 'link', 'aria-pressed': on ? 'true' : 'false',
+                                 text: on ? C.t('Stays at one table') + ' ✓' : C.t('Stays at one table')});
+    button.addEventListener('click', function () {
+      send('participant_fixed', {participant_id: person.id, fixed: !on}, function () {
+        person.fixed = !on;
+        drawPeople(model);
+      });
+    });
+    return button;
+  }
+
   function scribeButton(person) {
-    var on = !!scribes[person.id];
+    var on = !!person.can_scribe;
     var button = C.el('button', {type: 'button', className: 'link', 'aria-pressed': on ? 'true' : 'false',
                                  text: on ? C.t('Scribe') + ' ✓' : C.t('Make scribe')});
     button.addEventListener('click', function () {
       send('scribe_allow', {participant_id: person.id, allowed: !on}, function () {
-        scribes[person.id] = !on;
+        person.can_scribe = !on;
         drawPeople(model);
       });
     });

@@ -63,6 +63,13 @@
     }
     if (name) { payload.name = name; }
     payload.language = language || pageLang;
+    if (!token) {
+      var speaks = [];
+      var boxes = document.querySelectorAll('input[name=speaks]:checked');
+      for (var i = 0; i < boxes.length; i++) { speaks.push(boxes[i].value); }
+      if (speaks.length) { payload.languages = speaks; }
+      if (C.byId('stay-put').checked) { payload.stay_put = true; }
+    }
     C.command(socket, 'participant_join', payload, function (answer) {
       if (!answer.ok) {
         if (answer.error && answer.error.code === 'bad_token') {

@@ -200,6 +200,32 @@ def test_the_controls_work_by_keyboard(live_server: LiveServer, browser: Any) ->
     phone.wait_for_function("() => document.getElementById('announcer').textContent.indexOf('table') >= 0")
 
 
+def test_text_scales_to_200_percent_without_loss(live_server: LiveServer, browser: Any) -> None:
+    info = setup_cafe(live_server)
+    fac = login(browser, live_server, info)
+    control = fac.new_page()
+    control.goto(f"{live_server.url}/cafes/{info['cafe_id']}/control")
+    phone = browser.new_context(**PHONE).new_page()
+    phone.set_default_timeout(20000)
+    phone.goto(f"{live_server.url}/j/{info['code']}")
+
+    def fits(page: Any) -> bool:
+        page.evaluate("() => { document.documentElement.style.fontSize = '200%'; }")
+        return page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth + 1")
+
+    assert fits(phone), "the join page scrolls sideways at 200% text"
+    phone.click("#join-form button[type=submit]")
+    phone.wait_for_selector("#view-lobby:not([hidden])")
+    assert fits(phone)
+    control.wait_for_selector("#btn-start:not([hidden])")
+    control.click("#btn-start")
+    phone.wait_for_selector("#view-table:not([hidden])")
+    assert fits(phone), "the table card scrolls sideways at 200% text"
+    phone.click("#im-here")
+    assert fits(phone), "the round view scrolls sideways at 200% text"
+    assert phone.is_visible("#note-form button[type=submit]")
+
+
 def test_slow_3g_small_phone_join_and_round_start(live_server: LiveServer, browser: Any, tmp_path: Path) -> None:
     info = setup_cafe(live_server)
     fac = login(browser, live_server, info)

@@ -113,3 +113,34 @@ def test_error_answers_speak_the_phones_language(actions: Actions) -> None:
     stranger = socketio.test_client(actions.app)
     refused = stranger.emit("participant_join", {"join_code": "QQQQQQ", "language": "fr"}, callback=True)["error"]
     assert refused["code"] == "unknown_code" and "No café" not in refused["message"]
+
+
+def test_seating_needs_languages_and_staying_at_one_table(actions: Actions) -> None:
+    fac = actions.facilitator()
+    cafe = actions.cafe(fac, seats_per_table=3, hosts=False, rounds=3)
+    dash = actions.facilitator_socket(fac, cafe["id"])
+    phones = []
+    for i in range(6):
+        extra: dict[str, Any] = {"languages": ["rw"]} if i < 2 else {"languages": ["en", "fr"]}
+        if i == 5:
+            extra["stay_put"] = True
+        phones.append(actions.phone(cafe["join_code"], **extra))
+    assert all(answer["ok"] for _, answer in phones)
+    tables: list[dict[int, int]] = []
+    for _round in range(3):
+        assert dash.emit("round_start", {"cafe_id": cafe["id"]}, callback=True)["ok"]
+        seats = {j["participant"]["id"]: of(events(s), "seat_assigned")[-1]["table"] for s, j in phones}
+        tables.append(seats)
+        assert dash.emit("round_end", {"cafe_id": cafe["id"]}, callback=True)["ok"]
+    rw = [phones[0][1]["participant"]["id"], phones[1][1]["participant"]["id"]]
+    fixed = phones[5][1]["participant"]["id"]
+    for seats in tables:
+        assert seats[rw[0]] == seats[rw[1]]            # nobody alone in the only language they speak
+    assert len({seats[fixed] for seats in tables}) == 1   # stays at the table of their first round
+    bad = actions.phone(cafe["join_code"], languages="rw")[1]
+    assert bad["error"]["code"] == "invalid_payload"
+    toggled = dash.emit("participant_fixed", {"cafe_id": cafe["id"], "participant_id": fixed, "fixed": False},
+                        callback=True)
+    assert toggled == {"ok": True, "participant_id": fixed, "fixed": False}
+    snap = dash.emit("facilitator_join", {"cafe_id": cafe["id"]}, callback=True)["snapshot"]
+    assert {p["id"]: p["fixed"] for p in snap["participants"]}[fixed] is False

@@ -1,0 +1,95 @@
+"""The app factory: bind the extensions, register pages, API and socket handlers."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, request, session
+from sqlalchemy import event
+
+from .config import Config
+from .extensions import babel, db, migrate, socketio
+
+def _select_locale() -> str:
+    """Phones speak the language their person picked (``?lang=`` or the ``cafe_lang`` cookie, kept only for
+    the phone pages); facilitators' views keep their own (session), and both default from the browser."""
+    from flask import current_app
+    languages = current_app.config["LANGUAGES"]
+    if request.path.startswith("/j/") or request.path == "/join":
+        choice = request.args.get("lang") or request.cookies.get("cafe_lang")
+    else:
+        choice = session.get("language")
+    if choice in languages:
+        return choice
+    return request.accept_languages.best_match(languages) or "en"
+
+
+def _tune_sqlite(engine: Any) -> None:
+    """WAL (readers never wait for the writer), a busy timeout, and real transactions (savepoints work)."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+
+def create_app(config: Any = None) -> Flask:
+    """The app factory: bind the extensions, register pages, API and socket handlers."""
+    root = __file__.rsplit("/", 2)[0]
+    app = Flask(__name__, static_folder=f"{root}/static", template_folder=f"{root}/templates",
+                instance_path=None)
+    cfg = config if config is not None else Config()
+    app.config.from_object(cfg)
+    app.config["BABEL_TRANSLATION_DIRECTORIES"] = f"{root}/cafe/translations"
+    from .languages import available_languages
+    app.config["LANGUAGE_LIST"] = available_languages()
+    app.config["LANGUAGES"] = [lang["code"] for lang in app.config["LANGUAGE_LIST"]]
+
+    # Socket handlers must be declared before the first init_app: Flask-SocketIO keeps only handlers
+    # declared while no server exists and binds them to every server it makes later.
+    from .web import realtime
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=f"{root}/migrations", render_as_batch=True)
+    babel.init_app(app, locale_selector=_select_locale)
+    async_mode = app.config.get("CAFE_SERVER") or "threading"
+    socketio.init_app(app, async_mode=async_mode, message_queue=app.config.get("MESSAGE_QUEUE"),
+                      channel=app.config.get("SOCKETIO_CHANNEL", "cafe"),
+                      max_http_buffer_size=app.config["MAX_HTTP_BUFFER_SIZE"], cors_allowed_origins=[],
+                      ping_interval=20, ping_timeout=20, logger=False, engineio_logger=False)
+
+    with app.app_context():
+        if db.engine.url.get_backend_name() == "sqlite":
+            _tune_sqlite(db.engine)
+
+    from .services.batching import GroupCommitter
+    from .services.events import SocketIOPublisher
+
+    publisher = SocketIOPublisher(socketio)
+    app.extensions["cafe.publisher"] = publisher
+    app.extensions["cafe.committer"] = GroupCommitter(app, socketio, publisher,
+                                                      window=app.config["NOTE_BATCH_WINDOW"],
+                                                      max_batch=app.config["NOTE_BATCH_MAX"])
+    app.extensions.setdefault("cafe.cpu_runner", None)
+
+    from .web import api, pages
+    from .cli import register_cli
+
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(api.bp)
+    realtime.register(app)
+    register_cli(app)
+    pages.install_security_headers(app)
+    from .web import assets
+    assets.install(app)
+    logging.getLogger("cafe").setLevel(logging.INFO)
+    return app

@@ -1,0 +1,62 @@
+"""The documented production command serves the app: gunicorn with cafe.gunicorn_conf (eventlet)."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import ROOT, upgrade_database
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_gunicorn_with_the_shipped_config_serves_pages_and_sockets(tmp_path: Path) -> None:
+    import socketio
+
+    url = f"sqlite:///{tmp_path / 'prod.db'}"
+    upgrade_database(url)
+    port = _free_port()
+    env = os.environ | {"DATABASE_URL": url, "PORT": str(port), "CAFE_INSTANCE_DIR": str(tmp_path),
+                        "SECRET_KEY": "prod-test", "CAFE_MAX_CONNECTIONS": "3000", "PYTHONWARNINGS": "ignore"}
+    log = tmp_path / "gunicorn.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "python:cafe.gunicorn_conf", "wsgi:app"],
+                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).json() == {"ok": True}:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, log.read_text()[-2000:]
+            assert proc.poll() is None, log.read_text()[-2000:]
+            time.sleep(0.2)
+        page = requests.get(f"http://127.0.0.1:{port}/j/ABC234", headers={"Accept-Encoding": "gzip"}, timeout=5)
+        assert page.status_code == 200 and page.headers.get("Content-Encoding") == "gzip"
+        client = socketio.Client(reconnection=False)
+        client.connect(f"http://127.0.0.1:{port}", transports=["websocket"], wait_timeout=10)
+        answer = client.call("participant_join", {"join_code": "ZZZZZZ"}, timeout=10)
+        assert answer["ok"] is False and answer["error"]["code"] == "unknown_code"
+        client.disconnect()
+        text = log.read_text()
+        assert "Using worker: eventlet" in text and "Traceback" not in text
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
