@@ -23,11 +23,17 @@ elif _SERVING and SERVER == "gevent":
 
     monkey.patch_all()
 
+import sys  # noqa: E402
+
 from cafe import create_app  # noqa: E402
+from cafe.config import Config  # noqa: E402
 from cafe.extensions import socketio  # noqa: E402
 from cafe.serving import freeze_heap, raise_open_files_limit  # noqa: E402
 
-app = create_app()
+_config = Config()
+if not _SERVING and "gunicorn" not in sys.modules:
+    _config.CAFE_SERVER = "threading"     # the `flask` command (migrations, accounts) serves no sockets
+app = create_app(_config)
 
 
 def _cpu_runner():
