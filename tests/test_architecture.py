@@ -30,7 +30,7 @@ def test_domain_is_pure() -> None:
 
 def test_services_do_not_import_web() -> None:
     for path in (PACKAGE / "services").rglob("*.py"):
-        for name, level in imports(path):
+        for name, _level in imports(path):
             assert "web" not in name.split("."), f"{path.name} imports {name}"
             assert not name.startswith("flask_socketio"), f"{path.name} imports {name}"
 

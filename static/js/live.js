@@ -63,10 +63,12 @@
     socket.on('tally_changed', function (m) { model.tally = m; changed('tally'); });
     socket.on('priorities_ranked', function (m) { model.priorities = m.priorities; changed('priorities'); });
 
+    /* Proposing themes clusters every note: on a big harvest that takes a while, so wait longer. */
+    var SLOW = {harvest_start: 120000, themes_propose: 120000, round_start: 30000};
     model.command = function (event, extra, done) {
       var payload = {cafe_id: cafeId};
       if (extra) { for (var k in extra) { if (extra.hasOwnProperty(k)) { payload[k] = extra[k]; } } }
-      C.command(socket, event, payload, done || function () {});
+      C.command(socket, event, payload, done || function () {}, SLOW[event]);
     };
     return model;
   };

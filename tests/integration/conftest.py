@@ -38,7 +38,7 @@ def harvested(actions: Actions) -> dict[str, Any]:
     for sock, joined in phones:
         seat = of(events(sock), "seat_assigned")[-1]
         tables.setdefault(seat["table"], []).append((sock, joined))
-    for index, (table, members) in enumerate(sorted(tables.items())):
+    for index, (_table, members) in enumerate(sorted(tables.items())):
         for (sock, _), text in zip(members, NOTES[index]):
             assert sock.emit("note_add", {"client_id": str(uuid.uuid4()), "text": text}, callback=True)["ok"]
     assert dash.emit("round_end", {"cafe_id": cafe["id"]}, callback=True)["ok"]
