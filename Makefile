@@ -25,8 +25,8 @@ run: db-upgrade
 	HOST=$(HOST) PORT=$(PORT) $(BIN)/python wsgi.py
 
 # Browser tests drive Debian's chromium (installed when we can: root), and inject axe-core from npm.
-browser-deps: node_modules/axe-core/axe.min.js
-node_modules/axe-core/axe.min.js: package.json
+browser-deps: node_modules/axe-core/axe.min.js node_modules/acorn/dist/acorn.js
+node_modules/axe-core/axe.min.js node_modules/acorn/dist/acorn.js: package.json
 	@if command -v npm >/dev/null; then npm install --no-audit --no-fund --silent; \
 	else echo "No npm: the accessibility tests will be skipped (apt-get install npm)"; fi
 browser-deps-chromium:
