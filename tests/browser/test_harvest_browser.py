@@ -10,10 +10,11 @@ from tests.browser.conftest import PHONE, LiveServer, screenshot_path
 
 pytestmark = pytest.mark.browser
 
+XSS = "<img src=x onerror=alert(1)>"
 NOTES = {
     0: ["More buses on Sunday", "A bus shelter near the clinic"],
     1: ["Open the clinic on Saturdays", "Longer clinic opening hours"],
-    2: ["More buses in the evening", "Clinic open late on Thursdays"],
+    2: ["More buses in the evening", "Clinic open late on Thursdays", XSS],
 }
 
 
@@ -74,7 +75,8 @@ def test_phones_vote_and_the_dashboard_and_report_show_the_result(live_server: L
         for text in NOTES[index]:
             phone.fill("#note-text", text)
             phone.click("#note-form button[type=submit]")
-        phone.wait_for_function("() => document.querySelectorAll('#notes .saved').length >= 2")
+        phone.wait_for_function("(n) => document.querySelectorAll('#notes .saved').length >= n",
+                                arg=len(NOTES[index]))
     control.click("#btn-end-round")
     control.wait_for_selector("#btn-harvest:not([hidden])")
     control.click("#btn-harvest")
@@ -112,8 +114,14 @@ def test_phones_vote_and_the_dashboard_and_report_show_the_result(live_server: L
         phone.wait_for_selector("#phone-priorities:not([hidden]) .bar-row")
 
     report = fac.new_page()
+    report.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    dash.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     report.goto(f"{live_server.url}/cafes/{cafe_id}/priorities.html")
+    assert XSS in report.inner_text("body")          # shown literally, as text
     assert report.locator("svg.chart rect.chart-bar").count() >= 1
     first = report.inner_text(".priority >> nth=0")
     assert "6 dots from 3 people" in first and "bus" in first.lower()
     report.screenshot(path=str(screenshot_path(tmp_path, "report.png")), full_page=True)
+    report.emulate_media(media="print")
+    assert report.locator("svg.chart").is_visible()    # the chart prints
+    assert [d for d in dialogs if "1" == d] == []        # no script ran from a note
