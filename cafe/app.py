@@ -62,10 +62,16 @@ def create_app(config: Any = None) -> Flask:
     migrate.init_app(app, db, directory=f"{root}/migrations", render_as_batch=True)
     babel.init_app(app, locale_selector=_select_locale)
     async_mode = app.config.get("CAFE_SERVER") or "threading"
+    from .web.transport import PollingGuard, SafePacket
+
     socketio.init_app(app, async_mode=async_mode, message_queue=app.config.get("MESSAGE_QUEUE"),
+                      serializer=SafePacket,
                       channel=app.config.get("SOCKETIO_CHANNEL", "cafe"),
                       max_http_buffer_size=app.config["MAX_HTTP_BUFFER_SIZE"], cors_allowed_origins=[],
                       ping_interval=20, ping_timeout=20, logger=False, engineio_logger=False)
+
+    # init_app wrapped app.wsgi_app with the Socket.IO middleware: guard in front of it.
+    app.wsgi_app = PollingGuard(app.wsgi_app, app.config["MAX_HTTP_BUFFER_SIZE"])  # type: ignore[method-assign]
 
     with app.app_context():
         if db.engine.url.get_backend_name() == "sqlite":

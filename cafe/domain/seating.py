@@ -848,9 +848,55 @@ class _Context:
                     cost += self.Wiso * self.iso_count(members)
         return cost
 
-    def target_cost(self) -> tuple[int, int]:
-        """(weighted lower bound on the cost, lower bound on repeats) of the planned rounds."""
-        n, T, R = self.n, self.T, self.R
+    def _avail_new(self) -> list[int]:
+        """Per person: the present people they could still meet for the first time (not met in the
+        history; for people who never move, not those who never move at another table)."""
+        cached = getattr(self, "_avail_cache", None)
+        if cached is not None:
+            return cached
+        n, T = self.n, self.T
+        station = self.station
+        st_count = [0] * T
+        for t in station.values():
+            st_count[t] += 1
+        n_st = sum(st_count)
+        met = [0] * n
+        met_st_other = [0] * n
+        for (a, b), v in self.base_pairs.items():
+            if v <= 0:
+                continue
+            met[a] += 1
+            met[b] += 1
+            ta, tb = station.get(a), station.get(b)
+            if ta is not None and tb is not None and ta != tb:
+                met_st_other[a] += 1
+                met_st_other[b] += 1
+        avail = []
+        for p in range(n):
+            a = n - 1 - met[p]
+            t = station.get(p)
+            if t is not None:
+                a -= (n_st - st_count[t]) - met_st_other[p]
+            avail.append(max(0, a))
+        self._avail_cache = avail
+        return avail
+
+    def history_excess_lb(self, rounds: int) -> int:
+        """Excess degree with history: over ``rounds`` rounds each person meets at least
+        ``rounds * (smallest table - 1)`` people but only ``avail`` of them for the first time; every
+        other meeting is a repeat, counted once from each side."""
+        if not self.hist or not self.n:
+            return 0
+        smin = self.sizes[-1]
+        need = rounds * (smin - 1)
+        total = sum(max(0, need - a) for a in self._avail_new())
+        return -(-total // 2)
+
+    def target_cost(self, rounds: int | None = None) -> tuple[int, int]:
+        """(weighted lower bound on the cost, lower bound on repeats) of the planned rounds (of
+        ``rounds`` rounds instead of ``self.R`` when given)."""
+        n, T = self.n, self.T
+        R = self.R if rounds is None else max(1, int(rounds))
         st = [0] * T
         for t in self.station.values():
             st[t] += 1
@@ -867,7 +913,7 @@ class _Context:
                         if self.base_pairs.get((min(a, b), max(a, b)), 0):
                             forced += 1
             per_round = _round_lb(self.hist, list(range(n)), self.sizes, forced)
-            lb = max(R * per_round, _schedule_lb(n, T, R, st))
+            lb = max(R * per_round, _schedule_lb(n, T, R, st), self.history_excess_lb(R))
         lb3 = 0
         if not self.hist:
             meetings = R * sum(_c2(s) for s in self.sizes)
@@ -892,6 +938,7 @@ class _Context:
         vis = [dict(v) for v in self.visits]
         plans: list[RoundPlan] = []
         host_first = self.host_idx
+        avail = list(self._avail_new())
         for rnd in rounds:
             rep = third = rev = iso = 0
             forced = 0
@@ -904,6 +951,9 @@ class _Context:
                         if pairs.get((min(a, b), max(a, b)), 0):
                             forced += 1
             lb = _round_lb(prev, list(range(self.n)), [len(t) for t in rnd], forced)
+            smin = min((len(t) for t in rnd), default=0)
+            if smin > 1:
+                lb = max(lb, -(-sum(max(0, smin - 1 - a) for a in avail) // 2))
             for t, members in enumerate(rnd):
                 for i, a in enumerate(members):
                     if self.movable[a]:
@@ -915,6 +965,9 @@ class _Context:
                         c = pairs.get(key, 0)
                         if c >= 1:
                             rep += 1
+                        else:
+                            avail[a] -= 1
+                            avail[b] -= 1
                         if c >= 2:
                             third += 1
                         pairs[key] = c + 1
@@ -1256,18 +1309,35 @@ def plan_schedule(problem: SeatingProblem, rounds: int, *, time_limit: float = 0
     """Plan ``rounds`` further rounds after the history for the same participants at once.
 
     Constructions first (when they apply), then a greedy seating improved by tabu search until a proven
-    lower bound, an iteration budget or ``time_limit`` seconds. Each RoundPlan's counts are relative to
-    everything before it (history and the earlier planned rounds).
+    lower bound, an iteration budget or ``time_limit`` seconds. When some repeats are unavoidable, it
+    also plans the longest run of rounds that can be free of repeats and extends it round by round from
+    that history (the last rounds then only add repeats where they must), and keeps the better schedule.
+    Each RoundPlan's counts are relative to everything before it (history and the earlier planned
+    rounds).
     """
     start = time.perf_counter()
     deadline = start + max(0.0, float(time_limit))
     rounds = max(1, int(rounds))
-    ids = list(dict.fromkeys(problem.participants))
-    if not ids:
+    if not problem.participants:
         return _empty_plans(problem, rounds)
+    ctx, best, _ = _solve(problem, rounds, deadline, _work_budget(time_limit), float(time_limit), extend=True)
+    return ctx.report(best)
+
+
+_PREFIX_WORK_SHARE = 2 / 3
+
+
+def _solve(problem: SeatingProblem, rounds: int, deadline: float, work: int, time_limit: float, *,
+           extend: bool, loose: bool = False) -> tuple[_Context, list[list[list[int]]], int]:
+    """Plan ``rounds`` rounds (in the indices of the returned context); returns the context, the rounds
+    and the search work spent. ``loose``: stop as soon as the repeats and third meetings reach their
+    bounds (revisits are left to the caller)."""
     ctx = _Context(problem, rounds)
     rng = ctx.rng
-    target, _ = ctx.target_cost()
+    target, lb_rep = ctx.target_cost()
+    if loose:
+        lbrev = target % ctx.W2
+        target = target - lbrev + ctx.W2 - 1
     candidates: list[list[list[list[int]]]] = []
     movers = [i for i in range(ctx.n) if ctx.movable[i]]
     rng.shuffle(movers)
@@ -1292,12 +1362,54 @@ def plan_schedule(problem: SeatingProblem, rounds: int, *, time_limit: float = 0
         if best_cost is None or c < best_cost:
             best, best_cost = greedy, c
     assert best is not None and best_cost is not None
-    if best_cost > target and time.perf_counter() < deadline:
+    used = 0
+    if extend and best_cost > target and lb_rep > 0 and rounds > 2 and time.perf_counter() < deadline:
+        ext, ext_used = _extend_prefix(ctx, problem, rounds, deadline, work, time_limit)
+        used += ext_used
+        if ext is not None:
+            c = ctx.evaluate(ext)
+            if c < best_cost:
+                best, best_cost = ext, c
+    if best_cost > target and time.perf_counter() < deadline and work - used > 0:
         search = _Search(ctx, best, rng)
-        best, best_cost = search.run(target, deadline, _work_budget(time_limit))
+        best, best_cost = search.run(target, deadline, work - used)
+        used += search.work
         if best_cost > target:
             best = ctx.relabel(best)
-    return ctx.report(best)
+    return ctx, best, used
+
+
+def _extend_prefix(ctx: _Context, problem: SeatingProblem, rounds: int, deadline: float, work: int,
+                   time_limit: float) -> tuple[list[list[list[int]]] | None, int]:
+    """The longest run of rounds that may be free of repeats (its lower bound is 0), planned on its own
+    (exactly as ``plan_schedule`` would plan that many rounds), then extended one round at a time from
+    that history, each round minimising the repeats it adds. Returns the rounds (indices of ``ctx``),
+    or None, and the search work spent."""
+    L = 0
+    for r in range(rounds - 1, 0, -1):
+        if ctx.target_cost(r)[1] == 0:
+            L = r
+            break
+    if L < 2:
+        return None, 0
+    _, prefix, used = _solve(problem, L, deadline, int(work * _PREFIX_WORK_SHARE), time_limit,
+                             extend=False, loose=True)
+    ids = ctx.ids
+    history = list(problem.history)
+    out = [[list(t) for t in rnd] for rnd in prefix]
+    history.extend(tuple(tuple(ids[p] for p in t) for t in rnd) for rnd in out)
+    left = rounds - L
+    per_round = max(1, (work - used) // (2 * left))
+    for _ in range(left):
+        if time.perf_counter() >= deadline:
+            return None, used
+        sub = replace(problem, history=tuple(history))
+        _, nxt, u = _solve(sub, 1, deadline, per_round, time_limit, extend=False, loose=True)
+        used += u
+        rnd = [list(t) for t in nxt[0]]
+        out.append(rnd)
+        history.append(tuple(tuple(ids[p] for p in t) for t in rnd))
+    return ctx.relabel(out), used
 
 
 _LOOKAHEAD_MAX = 400

@@ -19,6 +19,7 @@ from ..services.cafes import cafe_for_facilitator
 from ..services.errors import ServiceError
 from . import context as ctx
 from .i18n import error_answer
+from .transport import UNREADABLE
 
 
 def cmd_language(payload: Any) -> str | None:
@@ -117,6 +118,11 @@ def on_disconnect(*_args: Any) -> None:
         db.session.rollback()
     finally:
         db.session.remove()
+
+
+@socketio.on(UNREADABLE)
+def on_unreadable(*_args: Any) -> dict[str, Any]:
+    return _error("invalid_payload", "The message could not be read.")
 
 
 @socketio.on("*")
