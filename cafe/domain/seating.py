@@ -16,7 +16,10 @@ How: finite-field / cyclic "move ``v`` tables per round" constructions and binar
 zero-repeat schedules where they apply; a greedy seating plus a tabu search on swaps (as Triska & Musliu
 for the social golfer problem) handles everything else, including history, churn, hosts, fixed people and
 languages. The search stops at a proven lower bound, at an iteration budget (so results are
-deterministic for a seed) or at ``time_limit``, whichever comes first.
+deterministic for a seed) or at ``time_limit``, whichever comes first. When repeats are unavoidable and the
+search has not reached their bound, the planner also plans the longest run of rounds that can be free of
+repeats and extends it one round at a time from that history (each new round only adds the repeats it
+must: with everyone one unmet partner short, tables of unmet pairs), keeping the better schedule.
 """
 from __future__ import annotations
 
@@ -921,7 +924,7 @@ class _Context:
         lbrev = 0
         for p in range(n):
             if self.movable[p]:
-                lbrev += max(0, R - (T - len(self.visits[p])))
+                lbrev += max(0, R - (T - sum(1 for t in self.visits[p] if t < T)))
         lbiso = 0
         if self.has_lang:
             for i in range(n):
@@ -1309,9 +1312,10 @@ def plan_schedule(problem: SeatingProblem, rounds: int, *, time_limit: float = 0
     """Plan ``rounds`` further rounds after the history for the same participants at once.
 
     Constructions first (when they apply), then a greedy seating improved by tabu search until a proven
-    lower bound, an iteration budget or ``time_limit`` seconds. When some repeats are unavoidable, it
-    also plans the longest run of rounds that can be free of repeats and extends it round by round from
-    that history (the last rounds then only add repeats where they must), and keeps the better schedule.
+    lower bound, an iteration budget or ``time_limit`` seconds. When some repeats are unavoidable and the
+    search has not reached their bound, it also plans (with an extra budget) the longest run of rounds that
+    can be free of repeats, extends it round by round from that history (the last rounds then only add
+    repeats where they must) and keeps the lexicographically better schedule.
     Each RoundPlan's counts are relative to everything before it (history and the earlier planned
     rounds).
     """
@@ -1324,7 +1328,8 @@ def plan_schedule(problem: SeatingProblem, rounds: int, *, time_limit: float = 0
     return ctx.report(best)
 
 
-_PREFIX_WORK_SHARE = 2 / 3
+_EXTEND_WORK_SHARE = 5 / 6  # extra budget for the extension strategy, as a share of the search budget
+_PREFIX_WORK_SHARE = 4 / 5  # of that, for planning the repeat-free rounds
 
 
 def _solve(problem: SeatingProblem, rounds: int, deadline: float, work: int, time_limit: float, *,
@@ -1363,14 +1368,26 @@ def _solve(problem: SeatingProblem, rounds: int, deadline: float, work: int, tim
             best, best_cost = greedy, c
     assert best is not None and best_cost is not None
     used = 0
-    if extend and best_cost > target and lb_rep > 0 and rounds > 2 and time.perf_counter() < deadline:
-        ext, ext_used = _extend_prefix(ctx, problem, rounds, deadline, work, time_limit)
+    # Repeats (or third meetings) above their bound although some are unavoidable: after a first part of
+    # the search, also try the longest repeat-free run of rounds extended round by round.
+    try_ext = extend and lb_rep > 0 and rounds > 2 and best_cost // ctx.W2 > target // ctx.W2
+    if best_cost > target and time.perf_counter() < deadline:
+        search = _Search(ctx, best, rng)
+        best, best_cost = search.run(target, deadline, work)
+        used += search.work
+        if best_cost > target:
+            best = ctx.relabel(best)
+            best_cost = ctx.evaluate(best)
+    if try_ext and best_cost // ctx.W2 > target // ctx.W2 and time.perf_counter() < deadline:
+        ext_work = int(work * _EXTEND_WORK_SHARE)
+        ext, ext_used = _extend_prefix(ctx, problem, rounds, deadline, ext_work, time_limit)
+        work = used + ext_work
         used += ext_used
         if ext is not None:
             c = ctx.evaluate(ext)
             if c < best_cost:
                 best, best_cost = ext, c
-    if best_cost > target and time.perf_counter() < deadline and work - used > 0:
+    if try_ext and best_cost > target and time.perf_counter() < deadline and work - used > 0:
         search = _Search(ctx, best, rng)
         best, best_cost = search.run(target, deadline, work - used)
         used += search.work
@@ -1383,8 +1400,8 @@ def _extend_prefix(ctx: _Context, problem: SeatingProblem, rounds: int, deadline
                    time_limit: float) -> tuple[list[list[list[int]]] | None, int]:
     """The longest run of rounds that may be free of repeats (its lower bound is 0), planned on its own
     (exactly as ``plan_schedule`` would plan that many rounds), then extended one round at a time from
-    that history, each round minimising the repeats it adds. Returns the rounds (indices of ``ctx``),
-    or None, and the search work spent."""
+    that history, each round minimising the repeats it adds (at most half of the ``work`` the prefix
+    leaves). Returns the rounds (indices of ``ctx``), or None, and the search work spent."""
     L = 0
     for r in range(rounds - 1, 0, -1):
         if ctx.target_cost(r)[1] == 0:

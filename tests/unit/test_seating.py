@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cafe.domain.seating import (RoundPlan, SeatingProblem, count_repeats, count_revisits, plan_round,
-                                 plan_schedule, schedule_lower_bound, table_count)
+                                 plan_schedule, problem_lower_bound, schedule_lower_bound, table_count)
 
 
 def check_round(plan: RoundPlan, problem: SeatingProblem, history: list[list[list[int]]]) -> None:
@@ -301,3 +301,60 @@ def test_table_count() -> None:
 def test_count_repeats() -> None:
     rounds = [[[1, 2, 3]], [[1, 2], [3]], [[1, 2, 3]]]
     assert count_repeats(rounds) == (4, 1)  # (1,2) met 3 times: 2 repeats, 1 third; (1,3), (2,3): 1 each
+
+
+# --------------------------------------------------------------------------- repeat-free rounds, then extended
+
+
+def test_round_from_history_meets_only_the_unmet_it_must() -> None:
+    # Eight people have met everyone but one partner (a round robin of pairs minus its last round). A round
+    # at two tables of four makes each person meet three, at most one of them new: at least 8 repeats, and
+    # the planner finds a round with exactly that (both unmet pairs at each table).
+    rounds = []
+    for r in range(7):
+        pairs = [(r, 7)] + [((r + i) % 7, (r - i) % 7) for i in range(1, 4)]
+        rounds.append(tuple(tuple(p) for p in pairs))
+    history = tuple(rounds[:6])
+    unmet = {frozenset(p) for p in rounds[6]}
+    problem = SeatingProblem(participants=tuple(range(8)), tables=2, history=history, seed=1)
+    plan = plan_round(problem)
+    check_round(plan, problem, [list(map(list, r)) for r in history])
+    assert plan.lower_bound == 8
+    assert plan.repeats == 8 and plan.third_meetings == 0
+    for members in plan.tables:
+        assert sum(1 for pair in unmet if pair <= set(members)) == 2
+    assert problem_lower_bound(problem, 1) == 8
+    assert problem_lower_bound(problem, 2) >= 8 + 12  # a second round: everyone met, 12 pairs again
+
+
+@pytest.mark.parametrize("n,T,R", [(9, 3, 5), (16, 4, 6), (25, 5, 7)])
+def test_repeat_free_rounds_then_extension_reach_the_bound(n: int, T: int, R: int) -> None:
+    # R-1 rounds without repeats exist; the last round adds only what the bound forces.
+    lb = schedule_lower_bound(n, T, R)
+    assert lb > 0 and schedule_lower_bound(n, T, R - 1) == 0
+    plans = run_schedule(simple(n, T, seed=3), R, time_limit=1.0)
+    assert sum(p.repeats for p in plans) == lb
+    assert sum(p.third_meetings for p in plans) == 0
+    # The same last round planned from the history of the first R-1 rounds.
+    history = tuple(tuple(tuple(t) for t in p.tables) for p in plan_schedule(simple(n, T, seed=3), R - 1,
+                                                                              time_limit=1.0))
+    assert count_repeats(history)[0] == 0
+    last = plan_round(SeatingProblem(participants=tuple(range(n)), tables=T, history=history, seed=3))
+    assert last.repeats == lb and last.lower_bound == lb
+
+
+@pytest.mark.parametrize("n,T,R", [(9, 3, 5), (16, 4, 6)])
+def test_extension_strategy_on_its_own(n: int, T: int, R: int) -> None:
+    # The strategy itself (not only the best of it and the search): longest repeat-free run, then rounds
+    # planned from that history.
+    import time
+
+    from cafe.domain.seating import _Context, _extend_prefix
+
+    problem = simple(n, T, seed=2)
+    ctx = _Context(problem, R)
+    rounds, _ = _extend_prefix(ctx, problem, R, time.perf_counter() + 60.0, 400_000, 1.0)
+    assert rounds is not None and len(rounds) == R
+    reps, thirds = count_repeats(rounds)
+    assert reps == schedule_lower_bound(n, T, R) and thirds == 0
+    assert count_repeats(rounds[:R - 1])[0] == 0
