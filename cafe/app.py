@@ -70,6 +70,11 @@ def create_app(config: Any = None) -> Flask:
                       max_http_buffer_size=app.config["MAX_HTTP_BUFFER_SIZE"], cors_allowed_origins=[],
                       ping_interval=20, ping_timeout=20, logger=False, engineio_logger=False)
 
+    # Flask-SocketIO pushes a request context per socket event; with no rule for its path Flask would keep
+    # a NotFound (and its traceback, a reference cycle) for every event. The middleware answers it first.
+    app.add_url_rule("/socket.io/", endpoint="socketio_path", view_func=lambda: ("", 404),
+                     methods=["GET", "POST"])
+
     # init_app wrapped app.wsgi_app with the Socket.IO middleware: guard in front of it.
     app.wsgi_app = PollingGuard(app.wsgi_app, app.config["MAX_HTTP_BUFFER_SIZE"])  # type: ignore[method-assign]
 

@@ -65,7 +65,9 @@ class Config:
 def _engine_options(url: str) -> dict:
     if url.startswith("sqlite"):
         return {"connect_args": {"check_same_thread": False, "timeout": 30}}
-    return {"pool_pre_ping": True}
+    # Under eventlet/gevent queries yield, so more handlers hold a connection at once.
+    return {"pool_pre_ping": True, "pool_size": int(os.environ.get("DB_POOL_SIZE", "20")),
+            "max_overflow": int(os.environ.get("DB_MAX_OVERFLOW", "20"))}
 
 
 class TestConfig(Config):

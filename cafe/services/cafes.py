@@ -157,13 +157,16 @@ def clock_of(cafe: Cafe) -> RoundClock | None:
 
 
 def participant_counts(session: Session, cafe_id: int) -> dict[str, int]:
+    """Who has joined (and not left), and how many of them are connected: one query."""
     present = (Participant.cafe_id == cafe_id) & (Participant.removed.is_(False)) & (Participant.left_at.is_(None))
-    count = session.scalar(select(func.count(Participant.id)).where(present)) or 0
-    connected = session.scalar(select(func.count(Participant.id)).where(present & Participant.connected.is_(True))) or 0
-    return {"count": count, "connected": connected}
+    count, connected = session.execute(select(
+        func.count(Participant.id), func.count(Participant.id).filter(Participant.connected.is_(True)))
+        .where(present)).one()
+    return {"count": count or 0, "connected": connected or 0}
 
 
-def cafe_state(cafe: Cafe, now: float, session: Session | None = None) -> dict[str, Any]:
+def cafe_state(cafe: Cafe, now: float, session: Session | None = None,
+               counts: dict[str, int] | None = None) -> dict[str, Any]:
     """The ``cafe_state`` payload: what every screen needs to draw the café's phase and clock."""
     session = session or db.session
     clock = clock_of(cafe) if cafe.phase == "round" else None
@@ -184,7 +187,7 @@ def cafe_state(cafe: Cafe, now: float, session: Session | None = None) -> dict[s
         "time_up": bool(clock and clock.time_up(now)),
         "server_time": now,
         "version": cafe.version,
-        "participants": participant_counts(session, cafe.id),
+        "participants": counts if counts is not None else participant_counts(session, cafe.id),
         "tables": cafe.table_count,
         "joins_open": cafe.joins_open,
         "vote_budget": cafe.vote_budget,
@@ -206,13 +209,15 @@ def note_payload(note: Note, mine: bool | None = None) -> dict[str, Any]:
 
 def seating_payload(session: Session, cafe: Cafe) -> dict[str, Any]:
     """The table map of the current round, for facilitators: names (or "Guest N") per table."""
-    rows = session.execute(select(Seat, Participant).join(Participant, Seat.participant_id == Participant.id)
+    rows = session.execute(select(Seat.table, Seat.is_host, Participant.id, Participant.name, Participant.number,
+                                  Participant.connected)
+                           .join(Participant, Seat.participant_id == Participant.id)
                            .where(Seat.cafe_id == cafe.id, Seat.round == cafe.current_round)
                            .order_by(Seat.table, Seat.is_host.desc(), Participant.number)).all()
     tables: dict[int, list[dict[str, Any]]] = {t: [] for t in range(1, cafe.table_count + 1)}
-    for seat, person in rows:
-        tables.setdefault(seat.table, []).append({"id": person.id, "name": person.display_name,
-                                                  "is_host": seat.is_host, "connected": person.connected})
+    for table, is_host, pid, name, number, connected in rows:     # columns only: no ORM objects per seat
+        tables.setdefault(table, []).append({"id": pid, "name": name or f"Guest {number}", "is_host": is_host,
+                                             "connected": connected})
     return {"round": cafe.current_round,
             "tables": [{"table": t, "members": members} for t, members in sorted(tables.items())]}
 
@@ -274,11 +279,11 @@ def can_scribe(session: Session, cafe: Cafe, participant: Participant) -> bool:
 
 
 def participant_snapshot(cafe: Cafe, participant: Participant, now: float,
-                         session: Session | None = None) -> dict[str, Any]:
+                         session: Session | None = None, counts: dict[str, int] | None = None) -> dict[str, Any]:
     session = session or db.session
     seat = current_seat(session, cafe, participant.id)
     return {
-        "state": cafe_state(cafe, now, session),
+        "state": cafe_state(cafe, now, session, counts),
         "seat": seat_payload(cafe, seat),
         "can_scribe": can_scribe(session, cafe, participant),
         "notes": [note_payload(n, mine=n.participant_id == participant.id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from ..domain.codes import hash_secret, new_secret, normalise_join_code
 from ..domain.protocol import ParticipantJoin
@@ -48,10 +48,11 @@ def rooms_for(cafe: Cafe, participant: Participant) -> list[str]:
     return rooms
 
 
-def _presence_event(outbox: Outbox, cafe_id: int, participant: Participant | None = None) -> None:
+def _presence_event(outbox: Outbox, cafe_id: int, participant: Participant | None = None,
+                    counts: dict[str, int] | None = None) -> None:
     """To facilitators only: phones get the counts with each ``cafe_state`` (a join must not message every
     phone in the room: 2,000 joins would be 4 million messages)."""
-    counts = participant_counts(db.session, cafe_id)
+    counts = counts if counts is not None else participant_counts(db.session, cafe_id)
     detail = dict(counts)
     if participant is not None:
         detail["participant"] = {"id": participant.id, "name": participant.display_name,
@@ -100,18 +101,21 @@ def join(cmd: ParticipantJoin, sid: str | None, now: float, publisher: Publisher
         person.languages = list(cmd.languages) or None
     if cmd.stay_put is not None:
         person.fixed = cmd.stay_put
-    person.connected = True
-    person.sid = sid
-    person.last_seen_at = now
     db.session.flush()
+    # Presence is written as one statement, not from what was read: the old connection's disconnect may
+    # be running at the same moment (a phone that just came back), and must not undo this.
+    db.session.execute(update(Participant).where(Participant.id == person.id)
+                       .values(connected=True, sid=sid, last_seen_at=now))
+    db.session.refresh(person)
     db.session.refresh(cafe)
     up_to_date = cmd.since_version is not None and cmd.since_version >= cafe.version
-    snapshot = None if up_to_date else (participant_snapshot(cafe, person, now)
+    counts = participant_counts(db.session, cafe.id)           # once per join, for both messages
+    snapshot = None if up_to_date else (participant_snapshot(cafe, person, now, counts=counts)
                                         | harvest_for_participant(db.session, cafe, person.id))
     outbox = Outbox()
     if sid:
         outbox.move(sid, [], rooms_for(cafe, person))
-    _presence_event(outbox, cafe.id, person)
+    _presence_event(outbox, cafe.id, person, counts)
     db.session.commit()
     outbox.publish(publisher)
     return JoinResult(person, token, snapshot, rejoined)
@@ -134,13 +138,13 @@ def leave(participant_id: int, now: float, publisher: Publisher) -> None:
 
 def disconnect(participant_id: int, sid: str, now: float, publisher: Publisher) -> None:
     """A phone's connection dropped: soft presence, the seat is kept for the grace period."""
+    # Only if this connection is still the phone's current one (it may have reconnected meanwhile).
+    db.session.execute(update(Participant).where(Participant.id == participant_id, Participant.sid == sid)
+                       .values(connected=False, sid=None, last_seen_at=now))
     person = db.session.get(Participant, participant_id)
     if person is None:
+        db.session.rollback()
         return
-    if person.sid == sid:
-        person.connected = False
-        person.sid = None
-    person.last_seen_at = now
     outbox = Outbox()
     _presence_event(outbox, person.cafe_id, person)
     db.session.commit()
