@@ -31,7 +31,7 @@ import time  # noqa: E402
 from typing import Any  # noqa: E402
 
 from flask import Flask, request  # noqa: E402
-from flask_socketio import SocketIO, emit, join_room, leave_room  # noqa: E402
+from flask_socketio import SocketIO, emit, join_room  # noqa: E402
 
 SEATS_PER_TABLE = int(os.environ.get("BARE_SEATS_PER_TABLE", "5"))
 PREFIX = os.environ.get("PORT", "0")

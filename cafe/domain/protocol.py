@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 PROTOCOL_VERSION = 1
@@ -133,9 +133,6 @@ class Command:
     @classmethod
     def parse(cls: type[M], payload: Any) -> M:  # pragma: no cover - overridden
         raise NotImplementedError
-
-    def as_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -288,9 +285,6 @@ class ParticipantRemove(CafeCommand):
         return cls(cafe_id=base.cafe_id, participant_id=pid)
 
 
-#: Facilitator commands that carry only ``{cafe_id}``.
-SIMPLE_CAFE_COMMANDS = ("round_start", "round_pause", "round_resume", "round_end", "cafe_end",
-                        "joins_close", "joins_open")
 
 
 def bool_field(payload: dict[str, Any], key: str, required: bool = False) -> bool | None:

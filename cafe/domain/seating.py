@@ -528,7 +528,6 @@ class _Context:
                 for p in members:
                     if p in idx and idx[p] in self.fixed_idx and idx[p] not in first_table:
                         first_table[idx[p]] = t
-        cap_big = self.q + 1 if self.rem else self.q
         count = [0] * T
 
         def fits(t: int) -> bool:

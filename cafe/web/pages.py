@@ -22,7 +22,7 @@ from . import context as ctx
 from . import exports
 from .i18n import error_message
 from .qr import qr_svg
-from .strings import LANGUAGE_NAMES, js_strings
+from .strings import js_strings
 
 bp = Blueprint("pages", __name__)
 
@@ -57,7 +57,7 @@ def _facilitator_language() -> None:
 def _template_globals() -> dict[str, Any]:
     locale = str(get_locale() or "en")
     return {"csrf_token": csrf_token, "current_facilitator_id": ctx.session_facilitator_id(),
-            "js_strings": js_strings, "language_names": LANGUAGE_NAMES, "page_lang": locale,
+            "js_strings": js_strings, "page_lang": locale,
             "page_dir": direction(locale), "language_list": current_app.config["LANGUAGE_LIST"]}
 
 

@@ -3,9 +3,6 @@ from __future__ import annotations
 
 from flask_babel import gettext as _
 
-LANGUAGE_NAMES = {"en": "English", "es": "Español", "fr": "Français", "rw": "Kinyarwanda", "ny": "Chichewa",
-                  "st": "Sesotho"}
-
 
 def js_strings() -> dict[str, str]:
     return {
