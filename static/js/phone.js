@@ -10,6 +10,10 @@
   var tokenKey = 'cafe.token.' + code;
   var outboxKey = 'cafe.outbox.' + code;
   var votesKey = 'cafe.votes.' + code;
+  var opsKey = 'cafe.ops.' + code;
+  var ops = C.store.get(opsKey, []);   // edits and deletes not yet saved: [{op, note_id, text?}]
+  /* Answers that mean "try again later" (the change stays queued); any other refusal is final. */
+  var RETRYABLE = ['timeout', 'storage_unavailable', 'no_answer', 'internal', 'rate_limited'];
   var versionKey = 'cafe.version.' + code;
 
   var socket = null;
@@ -101,6 +105,7 @@
     seat = snapshot.seat;
     notes = {};
     for (var i = 0; i < snapshot.notes.length; i++) { notes[snapshot.notes[i].id] = snapshot.notes[i]; }
+    for (var j = 0; j < ops.length; j++) { applyOpLocally(ops[j]); }   // changes still waiting to be sent
     canScribe = !!snapshot.can_scribe;
     themes = snapshot.themes || [];
     myVotes = snapshot.my_votes || {};
@@ -197,7 +202,9 @@
     li.appendChild(C.el('p', {className: 'note-text', text: note.text, dir: 'auto'}));
     var meta = C.el('div', {className: 'note-meta'});
     if (!current) { meta.appendChild(C.el('span', {text: C.t('Round %(n)s', {n: note.round})})); }
-    if (note.mine) {
+    if (note.mine && pendingOp(note.id)) {
+      meta.appendChild(C.el('span', {className: 'waiting', text: C.t('waiting to send')}));
+    } else if (note.mine) {
       meta.appendChild(C.el('span', {className: 'saved', text: C.t('saved')}));
       if (current && state.phase === 'round') {
         var edit = C.el('button', {type: 'button', className: 'link', text: C.t('Edit')});
@@ -342,7 +349,7 @@
         myVotes = answer.votes;
         if (pendingVotes === sent) { pendingVotes = null; C.store.remove(votesKey); }
         C.byId('vote-error').hidden = true;
-      } else if (['timeout', 'storage_unavailable', 'no_answer', 'internal'].indexOf(answer.error.code) < 0) {
+      } else if (RETRYABLE.indexOf(answer.error.code) < 0) {
         pendingVotes = null;
         C.store.remove(votesKey);
         C.byId('vote-error').textContent = answer.error.message;
@@ -363,7 +370,7 @@
         removeFromOutbox(item.client_id);
         notes[answer.note.id] = answer.note;
         drawIfRound();
-      } else if (answer.error && ['timeout', 'storage_unavailable', 'no_answer', 'internal', 'rate_limited'].indexOf(answer.error.code) < 0) {
+      } else if (answer.error && RETRYABLE.indexOf(answer.error.code) < 0) {
         // refused for good (round over, too long, ...): tell the person, keep the text for them
         removeFromOutbox(item.client_id);
         C.byId('note-error').textContent = answer.error.message + ' ' + C.t('Your note was:') + ' ' + item.text;
@@ -380,6 +387,49 @@
 
   function flushOutbox() {
     for (var i = 0; i < outbox.length; i++) { sendNote(outbox[i]); }
+    for (var j = 0; j < ops.length; j++) { sendOp(ops[j]); }
+  }
+
+  /* Edits and deletes wait in the browser's storage too, and are sent when the connection is back. */
+  function pendingOp(noteId) {
+    for (var i = 0; i < ops.length; i++) { if (ops[i].note_id === noteId) { return ops[i]; } }
+    return null;
+  }
+
+  function applyOpLocally(item) {
+    if (item.op === 'delete') { delete notes[item.note_id]; }
+    else if (notes[item.note_id]) { notes[item.note_id].text = item.text; }
+  }
+
+  function queueOp(item) {
+    // a later change to the same note replaces an earlier one (a delete after an edit: just the delete)
+    ops = ops.filter(function (o) { return o.note_id !== item.note_id; });
+    ops.push(item);
+    C.store.set(opsKey, ops);
+    applyOpLocally(item);
+    drawNotes();
+    sendOp(item);
+  }
+
+  function dropOp(item) {
+    ops = ops.filter(function (o) { return !(o.note_id === item.note_id && o.op === item.op && o.text === item.text); });
+    C.store.set(opsKey, ops);
+  }
+
+  function sendOp(item) {
+    if (!socket || !socket.connected) { return; }
+    var payload = item.op === 'edit' ? {note_id: item.note_id, text: item.text} : {note_id: item.note_id};
+    C.command(socket, item.op === 'edit' ? 'note_edit' : 'note_delete', payload, function (answer) {
+      if (answer.ok) {
+        dropOp(item);
+        if (answer.note) { notes[answer.note.id] = answer.note; }
+      } else if (RETRYABLE.indexOf(answer.error.code) < 0) {
+        dropOp(item);
+        C.byId('note-error').textContent = answer.error.message;
+        C.byId('note-error').hidden = false;
+      }
+      drawIfRound();
+    });
   }
 
   function drawIfRound() { if (seat && state && (state.phase === 'round' || state.phase === 'break')) { drawNotes(); } }
@@ -389,18 +439,12 @@
     if (text === null) { return; }
     text = text.trim();
     if (!text) { return; }
-    C.command(socket, 'note_edit', {note_id: note.id, text: text}, function (answer) {
-      if (answer.ok) { notes[answer.note.id] = answer.note; drawNotes(); }
-      else { C.byId('note-error').textContent = answer.error.message; C.byId('note-error').hidden = false; }
-    });
+    queueOp({op: 'edit', note_id: note.id, text: text});
   }
 
   function deleteNote(note) {
     if (!window.confirm(C.t('Delete this note?'))) { return; }
-    C.command(socket, 'note_delete', {note_id: note.id}, function (answer) {
-      if (answer.ok) { delete notes[note.id]; drawNotes(); }
-      else { C.byId('note-error').textContent = answer.error.message; C.byId('note-error').hidden = false; }
-    });
+    queueOp({op: 'delete', note_id: note.id});
   }
 
   /* --- wiring --- */

@@ -60,3 +60,20 @@ def test_notes_written_offline_arrive_once(live_server: LiveServer, browser: Any
     # and the server holds each exactly once
     response = fac.request.get(f"{live_server.url}/cafes/{cafe_id}/notes.csv")
     assert response.text().count("Written offline one") == 1 and response.text().count("Written offline two") == 1
+
+    # an edit and a delete made offline wait on the phone too, and happen once it is back
+    ctx.set_offline(True)
+    phone.wait_for_selector("#connection.offline")
+    phone.once("dialog", lambda d: d.accept("Edited while offline"))
+    phone.locator(".note", has_text="Written offline one").get_by_role("button", name="Edit").click()
+    phone.wait_for_selector(".note:has-text('Edited while offline') .waiting")
+    phone.once("dialog", lambda d: d.accept())
+    phone.locator(".note", has_text="Written offline two").get_by_role("button", name="Delete").click()
+    assert phone.locator(".note", has_text="Written offline two").count() == 0
+    assert sorted(dash.locator(".sticky").all_inner_texts()) == ["Written offline one", "Written offline two"]
+    ctx.set_offline(False)
+    phone.reload()                                   # kept in the browser's storage across a reload
+    phone.wait_for_selector("#connection.online")
+    dash.wait_for_function("() => document.querySelectorAll('.sticky').length === 1")
+    assert dash.locator(".sticky").all_inner_texts() == ["Edited while offline"]
+    phone.wait_for_selector(".note:has-text('Edited while offline') .saved")
