@@ -71,8 +71,10 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Per module: Playwright's sync API keeps an asyncio loop running in this thread while it is open,
+    and later tests run asyncio loops of their own."""
     if not os.path.exists(CHROMIUM):
         if REQUIRE_SERVICES:
             pytest.fail(f"{CHROMIUM} is missing and CAFE_REQUIRE_SERVICES=1 demands browser tests")
