@@ -467,3 +467,25 @@ def vote_operation(participant_id: int, allocation: dict[int, int], now: float, 
         return {"votes": {str(k): v for k, v in cleaned.items()}, "spent": sum(cleaned.values()),
                 "budget": cafe.vote_budget}
     return op
+
+
+def enter_paper_votes(facilitator_id: int, cafe_id: int, counts: dict[int, int], now: float,
+                      publisher: Publisher) -> dict[str, Any]:
+    """Dots counted on paper or by a show of hands, per theme; replaces the earlier paper counts."""
+    cafe = _harvest_cafe(facilitator_id, cafe_id, ("voting",))
+    theme_ids = {t.id for t in _themes(db.session, cafe.id)}
+    if any(theme_id not in theme_ids for theme_id in counts):
+        raise ServiceError("not_found", "One of those themes is not on the ballot.", 404)
+    existing = {p.theme_id: p for p in db.session.scalars(select(PaperVote).where(PaperVote.cafe_id == cafe.id))}
+    for theme_id, dots in counts.items():
+        if theme_id in existing:
+            existing[theme_id].dots = dots
+            existing[theme_id].updated_at = now
+        else:
+            db.session.add(PaperVote(cafe_id=cafe.id, theme_id=theme_id, dots=dots, updated_at=now))
+    db.session.flush()
+    cafe.version = bump_version(db.session, cafe.id)
+    tally = tally_payload(db.session, cafe)
+    outbox = Outbox()
+    outbox.emit("tally_changed", tally, [facilitators_room(cafe.id)] + ([cafe_room(cafe.id)] if cafe.show_tally else []))
+    return _finish(cafe, outbox, publisher, {"tally": tally})
