@@ -184,35 +184,33 @@ def remove(facilitator_id: int, cafe_id: int, participant_id: int, now: float, p
     return answer
 
 
-def allow_scribe(facilitator_id: int, cafe_id: int, participant_id: int, allowed: bool, now: float,
-                 publisher: Publisher) -> dict[str, Any]:
-    """Let a participant write notes for others at their table (table hosts always may)."""
+def _set_flag(facilitator_id: int, cafe_id: int, participant_id: int, attribute: str, value: bool,
+              publisher: Publisher, to_phone: tuple[str, dict[str, Any]] | None = None) -> None:
+    """A facilitator's yes/no setting on one participant of their café, versioned and published."""
     cafe = cafe_for_facilitator(cafe_id, facilitator_id, lock=True)
     person = db.session.get(Participant, participant_id)
     if person is None or person.cafe_id != cafe.id:
         raise ServiceError("not_found", "No such participant in this café.", 404)
-    person.can_scribe = allowed
+    setattr(person, attribute, value)
     cafe.version = bump_version(db.session, cafe.id)
     outbox = Outbox()
-    outbox.emit("scribe_changed", {"can_scribe": allowed}, participant_room(person.id))
-    answer = {"participant_id": person.id, "can_scribe": allowed}
+    _presence_event(outbox, cafe.id, person)
+    if to_phone is not None:
+        outbox.emit(to_phone[0], to_phone[1], participant_room(person.id))
     db.session.commit()
     outbox.publish(publisher)
-    return answer
+
+
+def allow_scribe(facilitator_id: int, cafe_id: int, participant_id: int, allowed: bool, now: float,
+                 publisher: Publisher) -> dict[str, Any]:
+    """Let a participant write notes for others at their table (table hosts always may)."""
+    _set_flag(facilitator_id, cafe_id, participant_id, "can_scribe", allowed, publisher,
+              ("scribe_changed", {"can_scribe": allowed}))
+    return {"participant_id": participant_id, "can_scribe": allowed}
 
 
 def set_fixed(facilitator_id: int, cafe_id: int, participant_id: int, fixed: bool, now: float,
               publisher: Publisher) -> dict[str, Any]:
     """Someone who needs to stay at one table stays at the table of their first round from now on."""
-    cafe = cafe_for_facilitator(cafe_id, facilitator_id, lock=True)
-    person = db.session.get(Participant, participant_id)
-    if person is None or person.cafe_id != cafe.id:
-        raise ServiceError("not_found", "No such participant in this café.", 404)
-    person.fixed = fixed
-    cafe.version = bump_version(db.session, cafe.id)
-    outbox = Outbox()
-    _presence_event(outbox, cafe.id, person)
-    answer = {"participant_id": person.id, "fixed": fixed}
-    db.session.commit()
-    outbox.publish(publisher)
-    return answer
+    _set_flag(facilitator_id, cafe_id, participant_id, "fixed", fixed, publisher)
+    return {"participant_id": participant_id, "fixed": fixed}

@@ -198,9 +198,12 @@ def new_cafe() -> Any:
 @bp.get("/cafes/<int:cafe_id>")
 @login_required
 def cafe_page(cafe_id: int) -> Any:
-    cafe = _own_cafe(cafe_id)
-    return render_template("cafe.html", cafe=cafe, join_url=ctx.join_url(cafe.join_code),
-                           code=format_join_code(cafe.join_code))
+    return render_template("cafe.html", **_cafe_context(_own_cafe(cafe_id)))
+
+
+def _cafe_context(cafe: Any) -> dict[str, Any]:
+    """What every page about one café shows: the café, its join link and its code read aloud."""
+    return {"cafe": cafe, "join_url": ctx.join_url(cafe.join_code), "code": format_join_code(cafe.join_code)}
 
 
 @bp.post("/cafes/<int:cafe_id>/delete")
@@ -216,18 +219,14 @@ def delete_cafe(cafe_id: int) -> Any:
 @bp.get("/cafes/<int:cafe_id>/dashboard")
 @login_required
 def dashboard(cafe_id: int) -> Any:
-    cafe = _own_cafe(cafe_id)
-    url = ctx.join_url(cafe.join_code)
-    return render_template("dashboard.html", cafe=cafe, join_url=url, qr=qr_svg(url),
-                           code=format_join_code(cafe.join_code))
+    context = _cafe_context(_own_cafe(cafe_id))
+    return render_template("dashboard.html", qr=qr_svg(context["join_url"]), **context)
 
 
 @bp.get("/cafes/<int:cafe_id>/control")
 @login_required
 def control(cafe_id: int) -> Any:
-    cafe = _own_cafe(cafe_id)
-    return render_template("control.html", cafe=cafe, join_url=ctx.join_url(cafe.join_code),
-                           code=format_join_code(cafe.join_code))
+    return render_template("control.html", **_cafe_context(_own_cafe(cafe_id)))
 
 
 @bp.get("/cafes/<int:cafe_id>/qr.svg")

@@ -28,8 +28,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import _make_app
-from tests.fault_phones import Facilitator, KillableServer, Phone
+from tests.fault_phones import Facilitator, KillableServer, Phone, set_up_cafe
 
 PHONES = 50
 KILLS = 4
@@ -80,24 +79,6 @@ def stored_clock(url: str, cafe_id: int) -> tuple[Any, ...]:
         return tuple(row)
 
 
-def _set_up_cafe(url: str) -> dict[str, Any]:
-    """A facilitator, an API token and a café, made in-process with the app's services."""
-    from cafe.extensions import db
-    from tests.conftest import Actions
-
-    app = _make_app(url)
-    try:
-        actions = Actions(app)
-        fac = actions.facilitator()
-        cafe = actions.cafe(fac, rounds=3, round_seconds=1200, seats_per_table=5, hosts=False)
-        return {"token": actions.token(fac), **cafe}
-    finally:
-        app.extensions["cafe.committer"].stop()
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
-
-
 def _keys(phones: list[Phone], which: str) -> dict[tuple[int, str], str]:
     out: dict[tuple[int, str], str] = {}
     for phone in phones:
@@ -115,7 +96,7 @@ def test_sigkill_mid_round_loses_no_acknowledged_note_and_stores_none_twice(
     began = time.monotonic()
     url: str = request.getfixturevalue("sqlite_url" if backend == "sqlite" else "postgres_url")
     rng = Random(SEED)
-    cafe = _set_up_cafe(url)
+    cafe = set_up_cafe(url, rounds=3, round_minutes=20, seats_per_table=5, hosts=False)
     server = KillableServer(tmp_path, url)
     phones: list[Phone] = []
     fac: Facilitator | None = None

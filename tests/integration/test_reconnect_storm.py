@@ -51,8 +51,7 @@ from typing import Any
 import pytest
 
 from cafe.bench.load import SioClient, SocketError
-from tests.conftest import _make_app
-from tests.fault_phones import KillableServer
+from tests.fault_phones import KillableServer, set_up_cafe
 
 HOST = "127.0.0.1"
 PHONES = int(os.environ.get("CAFE_STORM_PHONES", "300"))
@@ -284,24 +283,6 @@ def mismatches(phones: list[StormPhone], truth: dict[str, Any], clock: dict[str,
     return out
 
 
-def set_up_cafe(url: str) -> dict[str, Any]:
-    """A facilitator, an API token and a café with table hosts, made in-process with the app's services."""
-    from cafe.extensions import db
-    from tests.conftest import Actions
-
-    app = _make_app(url)
-    try:
-        actions = Actions(app)
-        fac = actions.facilitator()
-        cafe = actions.cafe(fac, rounds=3, round_minutes=20, seats_per_table=5, hosts=True)
-        return {"token": actions.token(fac), **cafe}
-    finally:
-        app.extensions["cafe.committer"].stop()
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
-
-
 # -- the scenario --------------------------------------------------------------------------------------
 async def storm(url: str, server: KillableServer, cafe: dict[str, Any]) -> dict[str, Any]:
     rng = random.Random(SEED)
@@ -441,7 +422,7 @@ async def storm(url: str, server: KillableServer, cafe: dict[str, Any]) -> dict[
 
 def run_storm(url: str, tmp_path: Path) -> None:
     began = time.monotonic()
-    cafe = set_up_cafe(url)
+    cafe = set_up_cafe(url, rounds=3, round_minutes=20, seats_per_table=5, hosts=True)
     server = KillableServer(tmp_path, url)
     try:
         server.start()
