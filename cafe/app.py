@@ -64,9 +64,15 @@ def create_app(config: Any = None) -> Flask:
     async_mode = app.config.get("CAFE_SERVER") or "threading"
     from .web.transport import PollingGuard, SafePacket
 
-    socketio.init_app(app, async_mode=async_mode, message_queue=app.config.get("MESSAGE_QUEUE"),
-                      serializer=SafePacket,
-                      channel=app.config.get("SOCKETIO_CHANNEL", "cafe"),
+    queue = app.config.get("MESSAGE_QUEUE")
+    managers: dict[str, Any] = {}
+    if queue and queue.startswith(("redis://", "rediss://")):
+        # Batches of room moves and emits cross between workers as one message each.
+        from .web.fanout import FanoutRedisManager
+        managers["client_manager"] = FanoutRedisManager(queue, channel=app.config.get("SOCKETIO_CHANNEL", "cafe"))
+    else:
+        managers = {"message_queue": queue, "channel": app.config.get("SOCKETIO_CHANNEL", "cafe")}
+    socketio.init_app(app, async_mode=async_mode, **managers, serializer=SafePacket,
                       max_http_buffer_size=app.config["MAX_HTTP_BUFFER_SIZE"], cors_allowed_origins=[],
                       ping_interval=20, ping_timeout=20, logger=False, engineio_logger=False)
 

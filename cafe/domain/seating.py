@@ -490,6 +490,16 @@ def _binary_spread_construction(n: int, T: int, R: int, movers: Sequence[int], r
 _LIST_ROWS_MAX = 300
 
 
+class _Row(dict):  # type: ignore[type-arg]
+    """A sparse row of the meetings matrix: reading a pair that never met gives 0 without storing it (a
+    defaultdict would fill every row with zeros as the search looks around, and slow every scan of it)."""
+
+    __slots__ = ()
+
+    def __missing__(self, key: int) -> int:
+        return 0
+
+
 class _Context:
     """A normalised problem in indices ``0..n-1`` plus the costs and bounds the search works with."""
 
@@ -626,7 +636,7 @@ class _Context:
         if n <= _LIST_ROWS_MAX:
             m: list = [[0] * n for _ in range(n)]
         else:
-            m = [defaultdict(int) for _ in range(n)]
+            m = [_Row() for _ in range(n)]
         for (a, b), v in self.base_pairs.items():
             m[a][b] = v
             m[b][a] = v

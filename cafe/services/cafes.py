@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Iterable
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -214,8 +214,14 @@ def seating_payload(session: Session, cafe: Cafe) -> dict[str, Any]:
                            .join(Participant, Seat.participant_id == Participant.id)
                            .where(Seat.cafe_id == cafe.id, Seat.round == cafe.current_round)
                            .order_by(Seat.table, Seat.is_host.desc(), Participant.number)).all()
+    return seating_map(cafe, rows)       # columns only: no ORM objects per seat
+
+
+def seating_map(cafe: Cafe, rows: Iterable[tuple[int, bool, int, str | None, int, bool]]) -> dict[str, Any]:
+    """The ``seating`` payload from ``(table, is_host, participant id, name, number, connected)`` rows in
+    table order, hosts first, then by number."""
     tables: dict[int, list[dict[str, Any]]] = {t: [] for t in range(1, cafe.table_count + 1)}
-    for table, is_host, pid, name, number, connected in rows:     # columns only: no ORM objects per seat
+    for table, is_host, pid, name, number, connected in rows:
         tables.setdefault(table, []).append({"id": pid, "name": name or f"Guest {number}", "is_host": is_host,
                                              "connected": connected})
     return {"round": cafe.current_round,

@@ -33,6 +33,9 @@ class Publisher(Protocol):
 
     def disconnect(self, sid: str) -> None: ...
 
+    def publish_many(self, moves: list[tuple[str, list[str], list[str]]],
+                     emits: list[tuple[str, dict[str, Any], str | list[str]]], disconnects: list[str]) -> None: ...
+
 
 @dataclass
 class Outbox:
@@ -59,14 +62,26 @@ class Outbox:
     def disconnect(self, sid: str) -> None:
         self.disconnects.append(sid)
 
+    def extend(self, other: "Outbox") -> None:
+        """Append another outbox's events (to publish several use cases' events as one batch)."""
+        self.moves.extend(other.moves)
+        self.emits.extend(other.emits)
+        self.disconnects.extend(other.disconnects)
+
     def publish(self, publisher: Publisher) -> None:
-        # Rooms first, so the people who just moved receive what follows.
-        for sid, leave, enter in self.moves:
-            publisher.move(sid, leave, enter)
-        for event, data, to in self.emits:
-            publisher.emit(event, data, to)
-        for sid in self.disconnects:
-            publisher.disconnect(sid)
+        if self.moves or self.emits or self.disconnects:
+            publisher.publish_many(self.moves, self.emits, self.disconnects)
+
+
+def publish_one_by_one(publisher: Publisher, moves: list[tuple[str, list[str], list[str]]],
+                       emits: list[tuple[str, dict[str, Any], str | list[str]]], disconnects: list[str]) -> None:
+    # Rooms first, so the people who just moved receive what follows.
+    for sid, leave, enter in moves:
+        publisher.move(sid, leave, enter)
+    for event, data, to in emits:
+        publisher.emit(event, data, to)
+    for sid in disconnects:
+        publisher.disconnect(sid)
 
 
 class SocketIOPublisher:
@@ -86,6 +101,16 @@ class SocketIOPublisher:
     def disconnect(self, sid: str) -> None:
         self.socketio.server.disconnect(sid)
 
+    def publish_many(self, moves: list[tuple[str, list[str], list[str]]],
+                     emits: list[tuple[str, dict[str, Any], str | list[str]]], disconnects: list[str]) -> None:
+        # Across workers the manager sends the whole batch as one message (see cafe.web.fanout); in one
+        # process there is no queue to save trips to.
+        fanout = getattr(self.socketio.server.manager, "fanout", None)
+        if fanout is not None:
+            fanout(moves, emits, disconnects)
+        else:
+            publish_one_by_one(self, moves, emits, disconnects)
+
 
 class RecordingPublisher:
     """For tests: remembers everything published."""
@@ -103,6 +128,10 @@ class RecordingPublisher:
 
     def disconnect(self, sid: str) -> None:
         self.disconnected.append(sid)
+
+    def publish_many(self, moves: list[tuple[str, list[str], list[str]]],
+                     emits: list[tuple[str, dict[str, Any], str | list[str]]], disconnects: list[str]) -> None:
+        publish_one_by_one(self, moves, emits, disconnects)
 
     def events(self, name: str) -> list[dict[str, Any]]:
         return [data for event, data, _ in self.emitted if event == name]

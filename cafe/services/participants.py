@@ -108,15 +108,25 @@ def join(cmd: ParticipantJoin, sid: str | None, now: float, publisher: Publisher
                        .values(connected=True, sid=sid, last_seen_at=now))
     db.session.refresh(person)
     db.session.refresh(cafe)
-    up_to_date = cmd.since_version is not None and cmd.since_version >= cafe.version
-    counts = participant_counts(db.session, cafe.id)           # once per join, for both messages
-    snapshot = None if up_to_date else (participant_snapshot(cafe, person, now, counts=counts)
-                                        | harvest_for_participant(db.session, cafe, person.id))
-    outbox = Outbox()
+    # The connection enters its rooms *before* the snapshot is read (a subscription, not an event): a change
+    # committed after the read reaches the phone as an event, and none can fall between the two, as it
+    # could if the rooms came after the commit. The phone replays events newer than its snapshot.
+    rooms = rooms_for(cafe, person) if sid else []
     if sid:
-        outbox.move(sid, [], rooms_for(cafe, person))
-    _presence_event(outbox, cafe.id, person, counts)
-    db.session.commit()
+        publisher.move(sid, [], rooms)
+    try:
+        db.session.refresh(cafe)
+        up_to_date = cmd.since_version is not None and cmd.since_version >= cafe.version
+        counts = participant_counts(db.session, cafe.id)           # once per join, for both messages
+        snapshot = None if up_to_date else (participant_snapshot(cafe, person, now, counts=counts)
+                                            | harvest_for_participant(db.session, cafe, person.id))
+        outbox = Outbox()
+        _presence_event(outbox, cafe.id, person, counts)
+        db.session.commit()
+    except BaseException:
+        if sid:
+            publisher.move(sid, rooms, [])
+        raise
     outbox.publish(publisher)
     return JoinResult(person, token, snapshot, rejoined)
 

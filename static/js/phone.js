@@ -32,6 +32,7 @@
   var priorities = null;
   var voteTimer = null;
   var pendingJoin = null;
+  var joinBuffer = null;  // events that arrive while a join is being answered (see replayNewer)
 
   var views = {
     join: C.byId('view-join'), lobby: C.byId('view-lobby'), table: C.byId('view-table'),
@@ -74,7 +75,10 @@
       if (speaks.length) { payload.languages = speaks; }
       if (C.byId('stay-put').checked) { payload.stay_put = true; }
     }
+    joinBuffer = [];
     C.command(socket, 'participant_join', payload, function (answer) {
+      var buffered = joinBuffer || [];
+      joinBuffer = null;
       if (!answer.ok) {
         if (answer.error && answer.error.code === 'bad_token') {
           C.store.remove(tokenKey);
@@ -87,7 +91,10 @@
       me = answer.participant;
       if (pendingVotes) { setTimeout(sendVotes, 0); }
       C.byId('my-name').textContent = me.name;
-      if (answer.snapshot) { applySnapshot(answer.snapshot); }
+      if (answer.snapshot) {
+        applySnapshot(answer.snapshot);
+        replayNewer(buffered, answer.snapshot.state);
+      }
       render();
       flushOutbox();
     });
@@ -98,6 +105,17 @@
     err.textContent = message || C.t('Could not join. Please try again.');
     err.hidden = false;
     show(me ? 'lobby' : 'join');
+  }
+
+  /* The server puts this connection in its rooms before it reads the snapshot, so an event can arrive
+     before the join's answer and be older or newer than the snapshot: the newer ones are applied again. */
+  function replayNewer(buffered, snapState) {
+    for (var i = 0; i < buffered.length; i++) {
+      var name = buffered[i][0], m = buffered[i][1];
+      var newer = typeof m.version === 'number' ? m.version > snapState.version
+        : name === 'seat_assigned' && m.round > snapState.round;
+      if (newer) { buffered[i][2](m); }
+    }
   }
 
   function applySnapshot(snapshot) {
@@ -448,6 +466,14 @@
   }
 
   /* --- wiring --- */
+  function on(name, handler) {
+    socket.on(name, function (m) {
+      if (!m || typeof m !== 'object') { return; }
+      if (joinBuffer) { joinBuffer.push([name, m, handler]); }
+      handler(m);
+    });
+  }
+
   function start() {
     socket = C.connect();
     socket.on('connect', function () {
@@ -457,19 +483,19 @@
     });
     socket.on('disconnect', function () { setStatus('offline'); });
     socket.on('connect_error', function () { setStatus('offline'); });
-    socket.on('cafe_state', function (s) { setState(s); render(); });
-    socket.on('seat_assigned', function (s) {
+    on('cafe_state', function (s) { setState(s); render(); });
+    on('seat_assigned', function (s) {
       seat = s;
       // notes of an earlier table are no longer this table's
       render();
     });
-    socket.on('note_added', function (m) { notes[m.note.id] = markMine(m.note); C.store.set(versionKey, m.version); drawIfRound(); });
-    socket.on('note_updated', function (m) { notes[m.note.id] = markMine(m.note); drawIfRound(); });
-    socket.on('note_deleted', function (m) { delete notes[m.note_id]; drawIfRound(); });
+    on('note_added', function (m) { notes[m.note.id] = markMine(m.note); C.store.set(versionKey, m.version); drawIfRound(); });
+    on('note_updated', function (m) { notes[m.note.id] = markMine(m.note); drawIfRound(); });
+    on('note_deleted', function (m) { delete notes[m.note_id]; drawIfRound(); });
     socket.on('participants_changed', function () { /* the phone does not need the count */ });
-    socket.on('themes_changed', function (m) { themes = m.themes; if (state) { render(); } });
-    socket.on('tally_changed', function (m) { tally = m; if (state && !views.harvest.hidden) { drawHarvest(); } });
-    socket.on('priorities_ranked', function (m) { priorities = m.priorities; if (state) { render(); } });
+    on('themes_changed', function (m) { themes = m.themes; if (state) { render(); } });
+    on('tally_changed', function (m) { tally = m; if (state && !views.harvest.hidden) { drawHarvest(); } });
+    on('priorities_ranked', function (m) { priorities = m.priorities; if (state) { render(); } });
     socket.on('scribe_changed', function (m) { canScribe = !!m.can_scribe; if (state) { render(); } });
     socket.on('removed', function (m) {
       C.store.remove(tokenKey);

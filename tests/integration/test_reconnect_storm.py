@@ -85,11 +85,17 @@ class StormPhone:
     attempts: list[int] = field(default_factory=list)       # attempts each reconnection took
     failures: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    buffer: list[tuple[str, dict[str, Any]]] | None = None   # events that came while a join was answered
 
     # phone.js: cafe_state -> state (and its version), seat_assigned -> seat, note_* -> notes
     def on_event(self, name: str, data: Any, _at: float) -> None:
         if not isinstance(data, dict):
             return
+        if self.buffer is not None:
+            self.buffer.append((name, data))
+        self._apply(name, data)
+
+    def _apply(self, name: str, data: dict[str, Any]) -> None:
         if name == "cafe_state":
             self.state = data
             self.version = data.get("version")
@@ -115,7 +121,11 @@ class StormPhone:
             payload["rejoin_token"] = self.token
             if self.version is not None and self.state is not None:
                 payload["since_version"] = self.version
-        answer = await client.call("participant_join", payload, TIMEOUT)
+        self.buffer = []
+        try:
+            answer = await client.call("participant_join", payload, TIMEOUT)
+        finally:
+            buffered, self.buffer = self.buffer, None
         if not answer.get("ok"):
             raise SocketError(f"join refused: {answer.get('error')}")
         pid = answer["participant"]["id"]
@@ -137,6 +147,11 @@ class StormPhone:
             self.version = snapshot["state"]["version"]
             self.seat = snapshot["seat"]
             self.notes = {n["id"]: n for n in snapshot["notes"]}
+            # phone.js replays what arrived during the join and is newer than the snapshot
+            for name, data in buffered:
+                if (data["version"] > self.version if isinstance(data.get("version"), int)
+                        else name == "seat_assigned" and data["round"] > self.state["round"]):
+                    self._apply(name, data)
 
     async def reconnect(self, delay: float) -> None:
         await asyncio.sleep(delay)
