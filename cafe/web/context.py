@@ -29,6 +29,21 @@ def cpu_runner() -> Any:
     return runner or (lambda fn, *a, **kw: fn(*a, **kw))
 
 
+def in_background(fn: Any, *args: Any, **kwargs: Any) -> None:
+    """Run ``fn`` after the answer, as a task of the server (with the app, without the request); a failure
+    is logged, never raised into the server."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+
+    def task() -> None:
+        with app.app_context():
+            try:
+                fn(*args, **kwargs)
+            except Exception:  # noqa: BLE001 - a background task must not die loudly
+                app.logger.exception("background task %s failed", getattr(fn, "__name__", fn))
+
+    app.extensions["socketio"].start_background_task(task)
+
+
 def limiter(name: str, limit: int, window: float) -> SlidingWindowLimiter:
     """A per-process limiter by name (created on first use)."""
     key = f"cafe.limiter.{name}"

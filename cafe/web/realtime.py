@@ -215,7 +215,11 @@ def round_extend(cmd: p.RoundExtend, ident: Identity) -> dict[str, Any]:
 @command("round_end", p.CafeCommand, role="facilitator")
 def round_end(cmd: p.CafeCommand, ident: Identity) -> dict[str, Any]:
     assert ident.facilitator_id is not None
-    return rounds.end_round(ident.facilitator_id, cmd.cafe_id, ctx.now(), ctx.publisher())
+    answer = rounds.end_round(ident.facilitator_id, cmd.cafe_id, ctx.now(), ctx.publisher())
+    if answer["state"]["round"] >= answer["state"]["rounds"]:
+        # The harvest comes next: its notes are embedded now, while the room gathers.
+        ctx.in_background(harvest.prepare_themes, cmd.cafe_id, run=ctx.cpu_runner(), pipeline=_theme_model())
+    return answer
 
 
 @command("cafe_end", p.CafeCommand, role="facilitator")

@@ -208,3 +208,38 @@ def test_removed_participant_is_out_at_once(actions: Actions) -> None:
     assert wrong["error"]["code"] == "not_found"
     assert other.emit("participant_remove", {"cafe_id": cafe["id"], "participant_id": 1}, callback=True
                       )["error"]["code"] == "unauthorized"
+
+
+def test_the_last_round_end_embeds_the_notes_before_the_harvest(actions: Actions) -> None:
+    """Ending the last round embeds every note in the background (with the real model), so that the
+    harvest only clusters; ending an earlier round does not."""
+    import time
+    import uuid
+
+    from cafe.domain.embedders import clear_caches, get_embedder
+
+    actions.app.config["THEME_MODEL"] = "use"
+    clear_caches()
+    fac = actions.facilitator()
+    cafe = actions.cafe(fac, seats_per_table=3, hosts=False, rounds=2)
+    dash = actions.facilitator_socket(fac, cafe["id"])
+    phones = [actions.phone(cafe["join_code"]) for _ in range(6)]
+    texts = [f"Idea number {i}: {word}" for i, word in enumerate(["buses", "clinic", "lights", "parks",
+                                                                      "water", "schools"])]
+    cache = get_embedder("use").cache                # type: ignore[attr-defined]
+    for round_no in (1, 2):
+        assert dash.emit("round_start", {"cafe_id": cafe["id"]}, callback=True)["ok"]
+        for (sock, _), text in zip(phones, texts):
+            note = {"client_id": str(uuid.uuid4()), "text": f"{text} (round {round_no})"}
+            assert sock.emit("note_add", note, callback=True)["ok"]
+        assert dash.emit("round_end", {"cafe_id": cafe["id"]}, callback=True)["ok"]
+        if round_no == 1:
+            time.sleep(0.5)
+            assert not any(f"{t} (round 1)" in cache for t in texts)
+    wanted = [f"{t} (round {r})" for t in texts for r in (1, 2)]
+    deadline = time.monotonic() + 120                # the first use loads the model
+    while time.monotonic() < deadline and not all(w in cache for w in wanted):
+        time.sleep(0.2)
+    assert all(w in cache for w in wanted)
+    started = dash.emit("harvest_start", {"cafe_id": cafe["id"]}, callback=True)
+    assert started["ok"] and sum(len(t["notes"]) for t in started["themes"]) == 12

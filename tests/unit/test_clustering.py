@@ -293,6 +293,21 @@ def test_bench_main_writes_assignments(tmp_path):
     assert len(assigned) == len(rows)
 
 
+def test_bench_reports_cold_and_warm_times(tmp_path, capsys):
+    from cafe.bench import clustering as bench
+
+    data = tmp_path / "tiny.jsonl"
+    rows = [(t, "bus") for t in TRANSPORT] + [(t, "park") for t in PARKS]
+    data.write_text("\n".join('{"text": "%s", "label": "%s"}' % r for r in rows) + "\n")
+    assert bench.main([str(data), "--pipelines", "tfidf", "--repeat", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "load average" in out
+    header = next(line for line in out.splitlines() if line.startswith("file"))
+    assert header.split()[-3:] == ["time_s", "s/600", "warm_s"]
+    (row,) = [line for line in out.splitlines() if line.startswith("tiny")]
+    assert len(row.split()) == len(header.split())
+
+
 # --------------------------------------------------------------------------- default model
 
 
