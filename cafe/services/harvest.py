@@ -195,8 +195,11 @@ def _cluster_inputs(cafe: Cafe) -> tuple[list[clustering.NoteText], int]:
     """The notes the app may (re)group: every visible note not held by a theme people made or changed."""
     kept_ids = {t.id for t in _themes(db.session, cafe.id) if t.by_hand}
     notes = [n for n in _notes(db.session, cafe.id, include_hidden=False) if n.theme_id not in kept_ids]
-    inputs = [clustering.NoteText(id=n.id, text=n.text, table=n.table, round=n.round, lang=n.lang) for n in notes]
-    return inputs, len(kept_ids)
+    return _note_texts(notes), len(kept_ids)
+
+
+def _note_texts(notes: list[Note]) -> list[clustering.NoteText]:
+    return [clustering.NoteText(id=n.id, text=n.text, table=n.table, round=n.round, lang=n.lang) for n in notes]
 
 
 def _apply_proposal(cafe: Cafe, proposed: list[clustering.ProposedTheme], now: float) -> None:
@@ -241,8 +244,7 @@ def prepare_themes(cafe_id: int, *, run: CpuRunner = _inline, pipeline: str | No
     """Embed the café's notes ahead of the harvest (after the last round), so that proposing themes then
     only clusters: the multilingual model costs tens of milliseconds a note, the clustering a fraction of
     a second for the whole room. Vectors stay in the process's cache; returns how many notes were embedded."""
-    notes = _notes(db.session, cafe_id, include_hidden=False)
-    inputs = [clustering.NoteText(id=n.id, text=n.text, table=n.table, round=n.round, lang=n.lang) for n in notes]
+    inputs = _note_texts(_notes(db.session, cafe_id, include_hidden=False))
     db.session.rollback()                       # no transaction open while the model works
     return run(clustering.prepare_embeddings, inputs, pipeline=pipeline) if inputs else 0
 

@@ -57,19 +57,18 @@ class FanoutRedisManager(socketio.RedisManager):  # type: ignore[misc]
 
     def _listen(self) -> Any:
         # The library's listener ignores methods it does not know, so ours are taken out of the stream
-        # here; everything else goes on to it unchanged. A cheap look at the head avoids parsing twice.
+        # here; everything else goes on to it unchanged. A look at the head avoids parsing twice.
         for message in super()._listen():
             head = message[:40] if isinstance(message, (bytes, str)) else b""
-            if (_MARKER in head) if isinstance(head, bytes) else (METHOD in head):
-                try:
-                    data = self.json.loads(message)
-                    if data.get("method") == METHOD and data.get("host_id") != self.host_id:
-                        apply_locally(self, [tuple(m) for m in data.get("moves", [])],
-                                      [tuple(e) for e in data.get("emits", [])], data.get("disconnects", []))
-                        continue
-                    if data.get("method") == METHOD:
-                        continue
-                except Exception:
-                    log.exception("could not apply a fan-out message")
-                    continue
-            yield message
+            if (_MARKER if isinstance(head, bytes) else METHOD) not in head:
+                yield message
+                continue
+            try:
+                data = self.json.loads(message)
+                if data.get("method") != METHOD:                 # ours only by a coincidence of text
+                    yield message
+                elif data.get("host_id") != self.host_id:        # this worker applied its own already
+                    apply_locally(self, [tuple(m) for m in data.get("moves", [])],
+                                  [tuple(e) for e in data.get("emits", [])], data.get("disconnects", []))
+            except Exception:
+                log.exception("could not apply a fan-out message")
