@@ -108,9 +108,8 @@ class GroupCommitter:
             (groups.setdefault(bulk, []) if bulk is not None else singles).append(pending)
         first = True
         for bulk, group in groups.items():
-            if len(group) == 1:
-                singles.extend(group)
-                continue
+            # A group of one runs this way too: its bulk form takes fewer statements (measured: batches of
+            # a single note were most batches at 400 notes/s, and each paid for a savepoint and ten queries).
             # The first group runs straight in the transaction (a savepoint is two more round trips to the
             # database for the whole batch to wait on): if it fails, rolling back loses nothing else.
             savepoint = None if first else session.begin_nested()

@@ -68,20 +68,21 @@ class _AddNote:
 def _add_many(session: Session, ops: list[_AddNote], outboxes: list[Outbox]) -> list[Any]:
     """The same rules as :func:`_add_one`, for a batch: load, check, number and insert all at once."""
     pids = {op.participant_id for op in ops}
-    # Each round trip to the database is a wait for the whole batch: writers, their cafés and their seats
-    # in this round come in one query.
+    # Each round trip to the database is a wait for the whole batch: writers, their cafés, their seats in
+    # this round and any note they already sent with one of these client ids come in one query.
     rows = session.execute(
         select(Participant.id, Participant.cafe_id, Participant.removed, Participant.language,
-               Cafe.phase, Cafe.current_round, Seat.table)
+               Cafe.phase, Cafe.current_round, Seat.table, Note)
         .join(Cafe, Cafe.id == Participant.cafe_id)
         .outerjoin(Seat, (Seat.cafe_id == Participant.cafe_id) & (Seat.round == Cafe.current_round)
                    & (Seat.participant_id == Participant.id))
+        .outerjoin(Note, (Note.participant_id == Participant.id)
+                   & Note.client_id.in_({op.cmd.client_id for op in ops}))
         .where(Participant.id.in_(pids))).all()
     people = {r.id: r for r in rows}
     cafes = {r.cafe_id: r for r in rows}
     tables = {r.id: r.table for r in rows if r.phase == "round" and r.table is not None}
-    existing = {(n.participant_id, n.client_id): n for n in session.scalars(select(Note).where(
-        Note.participant_id.in_(pids), Note.client_id.in_({op.cmd.client_id for op in ops})))}
+    existing = {(r.Note.participant_id, r.Note.client_id): r.Note for r in rows if r.Note is not None}
     outcomes: list[Any] = [None] * len(ops)
     fresh: dict[int, list[int]] = {}          # cafe id -> indexes of the new notes, in order
     claimed: dict[tuple[int, str], int] = {}  # the same client_id twice in one batch: the first wins

@@ -40,7 +40,8 @@ def _present(cafe: Cafe, now: float, grace: float) -> list[Row[Any]]:
 
 
 def _history(cafe: Cafe) -> tuple[list[list[list[int]]], dict[int, int]]:
-    """Past rounds as table lists (0-based table index) and the hosts (participant -> 0-based table)."""
+    """Past rounds as table lists (0-based table index) and the hosts (participant -> 0-based table).
+    The last entry is the current (or just ended) round: seats are only ever written for the next round."""
     seats = db.session.execute(select(Seat.round, Seat.table, Seat.participant_id, Seat.is_host)
                                .where(Seat.cafe_id == cafe.id).order_by(Seat.round, Seat.table, Seat.id)).all()
     by_round: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
@@ -140,19 +141,14 @@ def start_round(facilitator_id: int, cafe_id: int, now: float, publisher: Publis
     _check_can_start(cafe)
     if cafe.current_round != planned_round:
         raise ServiceError("wrong_phase", "That round was already started.", 409)
-    # Connections now (a phone may have reconnected while planning); not anyone removed meanwhile.
-    # With the table each sat at last round (rooms to leave): one query.
+    # Connections now (a phone may have reconnected while planning); not anyone removed meanwhile. The
+    # rooms to leave are last round's tables, already read with the history (the round is unchanged).
     old_round = cafe.current_round
-    sids: dict[int, str | None] = {}
-    old_tables: dict[int, int] = {}
-    for pid, sid, old_table in db.session.execute(
-            select(Participant.id, Participant.sid, Seat.table)
-            .outerjoin(Seat, (Seat.participant_id == Participant.id) & (Seat.cafe_id == cafe.id)
-                       & (Seat.round == old_round))
-            .where(Participant.cafe_id == cafe.id, Participant.removed.is_(False))):
-        sids[pid] = sid
-        if old_table is not None:
-            old_tables[pid] = old_table
+    sids: dict[int, str | None] = {pid: sid for pid, sid in db.session.execute(
+        select(Participant.id, Participant.sid).where(Participant.cafe_id == cafe.id,
+                                                      Participant.removed.is_(False)))}
+    old_tables = {pid: index + 1 for index, members in enumerate(problem.history[-1] if old_round else ())
+                  for pid in members}
     round_no = cafe.current_round + 1
     host_ids = set(problem.hosts)
     if round_no == 1 and cafe.hosts:
@@ -202,10 +198,12 @@ def _insert_seats(rows: list[dict[str, Any]]) -> None:
     connection = db.session.connection()
     if connection.dialect.name == "postgresql":
         raw = connection.connection.driver_connection
+        # Integers and booleans only, so COPY's text format needs no escaping: one buffer, one write.
+        data = "".join(f"{int(r['cafe_id'])}\t{int(r['round'])}\t{int(r['participant_id'])}\t{int(r['table'])}\t"
+                       f"{'t' if r['is_host'] else 'f'}\n" for r in rows)
         with raw.cursor() as cursor, cursor.copy(
                 'COPY seat (cafe_id, round, participant_id, "table", is_host) FROM STDIN') as copy:
-            for row in rows:
-                copy.write_row((row["cafe_id"], row["round"], row["participant_id"], row["table"], row["is_host"]))
+            copy.write(data)
     else:
         db.session.execute(insert(Seat), rows)
 

@@ -3,6 +3,7 @@ failed bulk attempt stays in the database, and every operation's events are publ
 from __future__ import annotations
 
 import threading
+import uuid
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -71,3 +72,34 @@ def test_a_failed_bulk_is_rolled_back_and_run_one_by_one(actions: Actions) -> No
     events = publisher.events("bumped")
     assert sorted(e["n"] for e in events) == list(range(6))
     assert [e["version"] for e in events] == sorted(e["version"] for e in events)
+
+
+@both_databases
+def test_a_note_alone_in_its_batch_takes_the_few_statements_of_the_bulk_path(actions: Actions) -> None:
+    """Most batches hold a single note when the room is quiet: it must not pay for a savepoint and the
+    one-by-one path's ten queries."""
+    from sqlalchemy import event
+
+    from cafe.extensions import db
+
+    fac = actions.facilitator()
+    cafe = actions.cafe(fac)
+    dash = actions.facilitator_socket(fac, cafe["id"])
+    phone, answer = actions.phone(cafe["join_code"])
+    assert answer["ok"], answer
+    assert dash.emit("round_start", {"cafe_id": cafe["id"]}, callback=True)["ok"]
+    with actions.app.app_context():
+        engine = db.engine
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement.split()[0].upper())
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        answer = phone.emit("note_add", {"client_id": str(uuid.uuid4()), "text": "More buses at night"}, callback=True)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert answer["ok"], answer
+    assert "SAVEPOINT" not in statements, statements
+    assert len(statements) <= 4, statements
