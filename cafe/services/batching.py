@@ -2,9 +2,10 @@
 
 A socket handler must never stall the server's event loop on a commit per note. Writers submit an
 *operation* (a function of the session and an outbox) and wait; one background task takes everything
-queued, runs each operation inside its own savepoint, commits once, publishes each operation's events,
-and only then wakes each writer with its result. So "acknowledged" always means "committed", and one
-bad operation never spoils the others in its batch.
+queued, runs the operations of a kind that can run in bulk (new notes) together, each other one
+inside its own savepoint, commits once, publishes the events, and only then wakes each writer with its
+result. So "acknowledged" always means "committed", and one bad operation never spoils the others in
+its batch: a bulk run that fails is rolled back and its operations run again one by one.
 """
 from __future__ import annotations
 
