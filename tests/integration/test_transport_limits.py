@@ -29,7 +29,7 @@ import requests
 from wsproto.events import CloseConnection, TextMessage
 
 from cafe.bench.load import SioClient, SocketError
-from tests.conftest import _make_app
+from tests import fault_phones
 from tests.fault_phones import KillableServer
 
 HOST = "127.0.0.1"
@@ -39,22 +39,9 @@ POST_TIMEOUT = 15.0
 
 
 def set_up_cafe(url: str, **settings: Any) -> dict[str, Any]:
-    """A facilitator, an API token and a café, made in-process with the app's services."""
-    from cafe.extensions import db
-    from tests.conftest import Actions
-
-    app = _make_app(url)
-    try:
-        actions = Actions(app)
-        fac = actions.facilitator()
-        cafe = actions.cafe(fac, **({"rounds": 3, "round_minutes": 20, "seats_per_table": 5, "hosts": False}
-                                    | settings))
-        return {"token": actions.token(fac), **cafe}
-    finally:
-        app.extensions["cafe.committer"].stop()
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
+    """A facilitator, an API token and a café of three 20-minute rounds at tables of five, without hosts."""
+    return fault_phones.set_up_cafe(url, **({"rounds": 3, "round_minutes": 20, "seats_per_table": 5,
+                                             "hosts": False} | settings))
 
 
 def count_notes(url: str, cafe_id: int, participant_id: int | None = None) -> int:
