@@ -6,6 +6,11 @@ queued, runs the operations of a kind that can run in bulk (new notes) together,
 inside its own savepoint, commits once, publishes the events, and only then wakes each writer with its
 result. So "acknowledged" always means "committed", and one bad operation never spoils the others in
 its batch: a bulk run that fails is rolled back and its operations run again one by one.
+
+The writer keeps a database connection of its own while batches keep coming (see ``_session``): every
+round trip a batch makes is a wait for all its writers, and the pool's checkout ping and check-in rollback
+were two of them. The note path's statements are built once (see ``cafe.services.notes``) for the same
+reason: building them cost more than running them.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ from .events import Outbox, Publisher
 log = logging.getLogger(__name__)
 
 Operation = Callable[[Session, Outbox], Any]
+IDLE_RECONNECT = 5.0    # seconds: the writer's connection goes back to the pool after this long unused
 
 
 @dataclass
@@ -46,8 +52,11 @@ class GroupCommitter:
         self._empty: type[BaseException] = Exception
         self._started = False
         self._stopping = False
+        self._stopped: Any = None       # set by the writer task when it has finished
         self.batches = 0
         self.operations = 0
+        self._connection: Any = None    # the writer's own database connection, kept between batches
+        self._last_used = 0.0
 
     # -- the writers' side ------------------------------------------------------------------------
     def submit(self, op: Operation, timeout: float = 30.0) -> Any:
@@ -66,28 +75,70 @@ class GroupCommitter:
         eio = self.socketio.server.eio
         self._queue = eio.create_queue()
         self._empty = eio.get_queue_empty_exception()
+        self._stopped = eio.create_event()
         self._started = True
         self.socketio.start_background_task(self._run)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the writer task after its current batch, and wait (up to ``timeout``) until it has given its
+        connection back: whoever disposes of the engine next must not find it still held."""
         self._stopping = True
+        if self._started:
+            self._queue.put(None)                   # wakes the writer up at once
+            self._stopped.wait(timeout)
+
+    # -- the writer's connection ------------------------------------------------------------------
+    def _session(self, engine: Any) -> Session:
+        """A session on the writer's own connection. Under load every batch reuses it: taking one from the
+        pool would cost a ping (``pool_pre_ping``) and giving it back a rollback, two round trips that the
+        whole batch waits for. After a quiet spell it goes back to the pool and a fresh, pinged one is taken,
+        so a connection the database dropped meanwhile is never used."""
+        now = time.monotonic()
+        if self._connection is not None and (self._connection.invalidated or now - self._last_used > IDLE_RECONNECT):
+            self._release()
+        if self._connection is None:
+            self._connection = engine.connect()
+        self._last_used = now
+        return Session(bind=self._connection)
+
+    def _release(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception:  # pragma: no cover - a broken connection: the pool discards it
+                log.warning("closing the writer's connection failed", exc_info=True)
 
     # -- the writer task --------------------------------------------------------------------------
     def _run(self) -> None:
+        try:
+            self._serve()
+        finally:
+            self._release()
+            self._stopped.set()
+
+    def _serve(self) -> None:
         while not self._stopping:
             try:
                 first = self._queue.get(timeout=0.5)
             except self._empty:
+                if self._connection is not None and time.monotonic() - self._last_used > IDLE_RECONNECT:
+                    self._release()
+                continue
+            if first is None:                       # stop() woke us up
                 continue
             batch = [first]
             deadline = time.monotonic() + self.window
             while len(batch) < self.max_batch:
                 remaining = deadline - time.monotonic()
                 try:
-                    batch.append(self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait())
+                    item = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
                 except self._empty:
                     if remaining <= 0:
                         break
+                    continue
+                if item is not None:
+                    batch.append(item)
             try:
                 self._commit(batch)
             except Exception:  # pragma: no cover - last resort: never let the writer task die
@@ -141,7 +192,8 @@ class GroupCommitter:
 
         derived = Outbox()
         with self.app.app_context():
-            session = db.session
+            session = self._session(db.engine)
+            failed = False
             try:
                 singles = self._run_bulk(session, batch)
                 for pending in singles:
@@ -165,6 +217,7 @@ class GroupCommitter:
                 try:
                     session.commit()
                 except Exception:
+                    failed = True
                     log.exception("group commit: commit failed")
                     session.rollback()
                     for pending in batch:
@@ -174,8 +227,13 @@ class GroupCommitter:
                     derived = Outbox()
                 self.batches += 1
                 self.operations += len(batch)
+            except BaseException:
+                failed = True
+                raise
             finally:
-                db.session.remove()
+                session.close()
+                if failed:                            # start the next batch on a fresh connection
+                    self._release()
         # The whole batch's events go out together (across workers: one message), in operation order,
         # then the derived ones; senders are answered after that.
         combined = Outbox()

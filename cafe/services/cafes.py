@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Update, bindparam, func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
@@ -129,14 +130,20 @@ def cafes_of(facilitator_id: int) -> list[Cafe]:
                                    .order_by(Cafe.id.desc())))
 
 
+@functools.cache
+def _bump_statement() -> Update:
+    table = Cafe.__table__
+    return (update(table).where(table.c.id == bindparam("cafe_id"))
+            .values(version=table.c.version + bindparam("by")).returning(table.c.version))
+
+
 def bump_version(session: Session, cafe_id: int, by: int = 1) -> int:
     """Atomically add to the café's version and return the new value (safe across workers).
 
-    A plain SQL update (the ORM's bulk-update machinery cost more than the statement on the note path);
-    a café already loaded in the session gets the new value, as the ORM's update would have given it."""
-    table = Cafe.__table__
-    version = session.execute(update(table).where(table.c.id == cafe_id).values(version=table.c.version + by)
-                              .returning(table.c.version)).scalar_one()
+    A plain SQL update, built once (on the note path the ORM's bulk-update machinery, and then building the
+    statement anew, cost more than running it); a café already loaded in the session gets the new value,
+    as the ORM's update would have given it."""
+    version = session.execute(_bump_statement(), {"cafe_id": cafe_id, "by": by}).scalar_one()
     loaded = session.identity_map.get(identity_key(Cafe, cafe_id))
     if loaded is not None:
         set_committed_value(loaded, "version", version)

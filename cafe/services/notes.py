@@ -6,10 +6,11 @@ events to publish in the outbox; the committer publishes them after the commit.
 """
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Insert, Select, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from ..domain.protocol import NoteAdd, NoteDelete, NoteEdit, NotesEnter
@@ -65,24 +66,37 @@ class _AddNote:
         return _add_many(session, ops, outboxes)
 
 
+@functools.cache
+def _writers_query() -> Select:
+    """Writers, their cafés, their seats in the current round and the id of any note they already sent with
+    one of the given client ids, in one query. Built once, and of plain tables: making the statement, and
+    loading ORM objects from it, cost more than running it."""
+    person, cafe, seat, note = Participant.__table__, Cafe.__table__, Seat.__table__, Note.__table__
+    return (select(person.c.id, person.c.cafe_id, person.c.removed, person.c.language, cafe.c.phase,
+                   cafe.c.current_round, seat.c.table, note.c.id.label("note_id"), note.c.client_id)
+            .join(cafe, cafe.c.id == person.c.cafe_id)
+            .outerjoin(seat, (seat.c.cafe_id == person.c.cafe_id) & (seat.c.round == cafe.c.current_round)
+                       & (seat.c.participant_id == person.c.id))
+            .outerjoin(note, (note.c.participant_id == person.c.id)
+                       & note.c.client_id.in_(bindparam("client_ids", expanding=True)))
+            .where(person.c.id.in_(bindparam("participant_ids", expanding=True))))
+
+
+@functools.cache
+def _insert_notes() -> Insert:
+    note = Note.__table__           # a plain SQL insert: the ORM's bulk insert cost more than the statement
+    return insert(note).returning(note.c.id, sort_by_parameter_order=True)
+
+
 def _add_many(session: Session, ops: list[_AddNote], outboxes: list[Outbox]) -> list[Any]:
     """The same rules as :func:`_add_one`, for a batch: load, check, number and insert all at once."""
-    pids = {op.participant_id for op in ops}
-    # Each round trip to the database is a wait for the whole batch: writers, their cafés, their seats in
-    # this round and any note they already sent with one of these client ids come in one query.
-    rows = session.execute(
-        select(Participant.id, Participant.cafe_id, Participant.removed, Participant.language,
-               Cafe.phase, Cafe.current_round, Seat.table, Note)
-        .join(Cafe, Cafe.id == Participant.cafe_id)
-        .outerjoin(Seat, (Seat.cafe_id == Participant.cafe_id) & (Seat.round == Cafe.current_round)
-                   & (Seat.participant_id == Participant.id))
-        .outerjoin(Note, (Note.participant_id == Participant.id)
-                   & Note.client_id.in_({op.cmd.client_id for op in ops}))
-        .where(Participant.id.in_(pids))).all()
+    # Each round trip to the database is a wait for the whole batch: one query reads what the checks need.
+    rows = session.execute(_writers_query(), {"participant_ids": sorted({op.participant_id for op in ops}),
+                                              "client_ids": sorted({op.cmd.client_id for op in ops})}).all()
     people = {r.id: r for r in rows}
     cafes = {r.cafe_id: r for r in rows}
     tables = {r.id: r.table for r in rows if r.phase == "round" and r.table is not None}
-    existing = {(r.Note.participant_id, r.Note.client_id): r.Note for r in rows if r.Note is not None}
+    existing = {(r.id, r.client_id): r.note_id for r in rows if r.note_id is not None}
     outcomes: list[Any] = [None] * len(ops)
     fresh: dict[int, list[int]] = {}          # cafe id -> indexes of the new notes, in order
     claimed: dict[tuple[int, str], int] = {}  # the same client_id twice in one batch: the first wins
@@ -94,7 +108,7 @@ def _add_many(session: Session, ops: list[_AddNote], outboxes: list[Outbox]) -> 
         elif person.removed:
             outcomes[i] = ServiceError("removed", "The facilitator has removed you from this café.", 403)
         elif key in existing:
-            outcomes[i] = {"note": note_payload(existing[key], mine=True), "duplicate": True}
+            outcomes[i] = {"note": note_payload(session.get(Note, existing[key]), mine=True), "duplicate": True}
         elif key in claimed:
             continue                          # answered below, once the first one has its id
         elif cafes[person.cafe_id].phase != "round":
@@ -117,8 +131,7 @@ def _add_many(session: Session, ops: list[_AddNote], outboxes: list[Outbox]) -> 
                          "updated_at": op.now, "version": top - len(indexes) + 1 + offset, "hidden": False})
             order.append(i)
     if rows:
-        note = Note.__table__           # a plain SQL insert: the ORM's bulk insert cost more than the statement
-        ids = session.scalars(insert(note).returning(note.c.id, sort_by_parameter_order=True), rows).all()
+        ids = session.scalars(_insert_notes(), rows).all()
         for i, row, note_id in zip(order, rows, ids):
             payload = {"id": note_id, "client_id": row["client_id"], "round": row["round"], "table": row["table"],
                        "text": row["text"], "lang": row["lang"], "created_at": row["created_at"],

@@ -103,3 +103,115 @@ def test_a_note_alone_in_its_batch_takes_the_few_statements_of_the_bulk_path(act
     assert answer["ok"], answer
     assert "SAVEPOINT" not in statements, statements
     assert len(statements) <= 4, statements
+
+
+def _seated_phone(actions: Actions) -> Any:
+    fac = actions.facilitator()
+    cafe = actions.cafe(fac)
+    dash = actions.facilitator_socket(fac, cafe["id"])
+    phone, answer = actions.phone(cafe["join_code"])
+    assert answer["ok"], answer
+    assert dash.emit("round_start", {"cafe_id": cafe["id"]}, callback=True)["ok"]
+    return phone
+
+
+def _note(phone: Any, client_id: str | None = None) -> dict[str, Any]:
+    return phone.emit("note_add", {"client_id": client_id or str(uuid.uuid4()), "text": "More buses at night"},
+                      callback=True)
+
+
+@both_databases
+def test_the_writer_keeps_one_connection_between_batches_and_gives_it_back_when_quiet(
+        actions: Actions, monkeypatch: Any) -> None:
+    """Taking a connection from the pool for every batch cost a ping and a rollback, two round trips the
+    whole batch waited for: the writer keeps its own while notes keep coming, and hands it back after a
+    quiet spell (so a connection the database dropped meanwhile is never used) and when stopped."""
+    import time
+
+    from sqlalchemy import event
+
+    from cafe.extensions import db
+    from cafe.services import batching
+
+    monkeypatch.setattr(batching, "IDLE_RECONNECT", 0.3)
+    phone = _seated_phone(actions)
+    with actions.app.app_context():
+        engine = db.engine
+    inserts: list[tuple[int, int]] = []           # (thread, DB-API connection) of each note's INSERT
+    pool_events: list[tuple[str, int, float]] = []
+
+    def on_insert(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO NOTE "):
+            inserts.append((threading.get_ident(), id(conn.connection.dbapi_connection)))
+
+    def on_checkout(*args: Any) -> None:
+        pool_events.append(("checkout", threading.get_ident(), time.monotonic()))
+
+    def on_checkin(*args: Any) -> None:
+        pool_events.append(("checkin", threading.get_ident(), time.monotonic()))
+
+    event.listen(engine, "before_cursor_execute", on_insert)
+    event.listen(engine.pool, "checkout", on_checkout)
+    event.listen(engine.pool, "checkin", on_checkin)
+    try:
+        first = _note(phone)
+        started = time.monotonic()
+        for _ in range(9):
+            assert _note(phone)["ok"]
+        finished = time.monotonic()
+        assert first["ok"], first
+        writer = inserts[0][0]
+        assert len(inserts) == 10 and len(set(inserts)) == 1, inserts      # one thread, one connection
+        assert not [e for e in pool_events if e[1] == writer and started <= e[2] <= finished], pool_events
+        deadline = time.monotonic() + 5
+        while not [e for e in pool_events if e[:2] == ("checkin", writer)] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [e for e in pool_events if e[:2] == ("checkin", writer)], "the writer kept its connection"
+        assert _note(phone)["ok"]                                        # and takes one again when needed
+        assert len({c for _, c in inserts}) <= 2
+    finally:
+        event.remove(engine, "before_cursor_execute", on_insert)
+        event.remove(engine.pool, "checkout", on_checkout)
+        event.remove(engine.pool, "checkin", on_checkin)
+    actions.app.extensions["cafe.committer"].stop()
+    assert engine.pool.checkedout() == 0
+
+
+def test_a_writer_connection_the_database_dropped_costs_one_retry_and_loses_nothing(
+        postgres_url: str) -> None:
+    """PostgreSQL ends the writer's connection between two batches (a restart, an administrator): the next
+    batch fails and is answered "try again" (never "saved"), the one after runs on a fresh connection, and
+    every note the phone was told was saved is in the database exactly once."""
+    import psycopg
+    from sqlalchemy import event, func, select
+
+    from cafe.extensions import db
+    from cafe.models import Note
+    from tests.conftest import _app_for
+
+    for app in _app_for(postgres_url):
+        actions = Actions(app)
+        phone = _seated_phone(actions)
+        with app.app_context():
+            engine = db.engine
+        pids: list[int] = []
+
+        def on_insert(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            if statement.lstrip().upper().startswith("INSERT INTO NOTE "):
+                pids.append(conn.connection.dbapi_connection.info.backend_pid)
+
+        event.listen(engine, "before_cursor_execute", on_insert)
+        try:
+            assert _note(phone)["ok"]
+            with psycopg.connect(postgres_url.split("?")[0], autocommit=True) as admin:
+                assert admin.execute("SELECT pg_terminate_backend(%s)", (pids[-1],)).fetchone()[0]
+            client_id = str(uuid.uuid4())
+            answers = [_note(phone, client_id) for _ in range(2)]     # the phone resends the same note
+        finally:
+            event.remove(engine, "before_cursor_execute", on_insert)
+        assert answers[-1]["ok"], answers
+        if not answers[0]["ok"]:
+            assert answers[0]["error"]["code"] == "storage_unavailable", answers[0]
+        with app.app_context():
+            count = db.session.scalar(select(func.count()).select_from(Note).where(Note.client_id == client_id))
+        assert count == 1
