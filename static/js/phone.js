@@ -197,8 +197,8 @@
     C.clear(list);
     C.clear(earlier);
     var ids = Object.keys(notes).map(Number).sort(function (a, b) { return a - b; });
-    var pendingIds = {};
-    for (var k = 0; k < outbox.length; k++) { pendingIds[outbox[k].client_id] = true; }
+    var savedIds = {};
+    for (var k in notes) { if (notes[k].client_id) { savedIds[notes[k].client_id] = true; } }
     var countNow = 0, countEarlier = 0;
     for (var i = 0; i < ids.length; i++) {
       var note = notes[ids[i]];
@@ -209,6 +209,7 @@
       }
     }
     for (var j = 0; j < outbox.length; j++) {
+      if (savedIds[outbox[j].client_id]) { continue; }   // on the server already: drawn above as saved
       list.appendChild(pendingItem(outbox[j])); countNow++;
     }
     C.byId('no-notes').hidden = countNow > 0;
@@ -398,6 +399,11 @@
     });
   }
 
+  function inOutbox(clientId) {
+    for (var i = 0; i < outbox.length; i++) { if (outbox[i].client_id === clientId) { return true; } }
+    return false;
+  }
+
   function removeFromOutbox(clientId) {
     outbox = outbox.filter(function (x) { return x.client_id !== clientId; });
     saveOutbox();
@@ -489,7 +495,14 @@
       // notes of an earlier table are no longer this table's
       render();
     });
-    on('note_added', function (m) { notes[m.note.id] = markMine(m.note); C.store.set(versionKey, m.version); drawIfRound(); });
+    on('note_added', function (m) {
+      notes[m.note.id] = markMine(m.note);
+      C.store.set(versionKey, m.version);
+      // The table hears of a note once it is committed, maybe before its writer's answer arrives: this
+      // phone's own note is saved then, and must not show twice (saved, and still waiting to send).
+      if (inOutbox(m.note.client_id)) { removeFromOutbox(m.note.client_id); }
+      drawIfRound();
+    });
     on('note_updated', function (m) { notes[m.note.id] = markMine(m.note); drawIfRound(); });
     on('note_deleted', function (m) { delete notes[m.note_id]; drawIfRound(); });
     socket.on('participants_changed', function () { /* the phone does not need the count */ });
