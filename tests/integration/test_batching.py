@@ -74,37 +74,6 @@ def test_a_failed_bulk_is_rolled_back_and_run_one_by_one(actions: Actions) -> No
     assert [e["version"] for e in events] == sorted(e["version"] for e in events)
 
 
-@both_databases
-def test_a_note_alone_in_its_batch_takes_the_few_statements_of_the_bulk_path(actions: Actions) -> None:
-    """Most batches hold a single note when the room is quiet: it must not pay for a savepoint and the
-    one-by-one path's ten queries."""
-    from sqlalchemy import event
-
-    from cafe.extensions import db
-
-    fac = actions.facilitator()
-    cafe = actions.cafe(fac)
-    dash = actions.facilitator_socket(fac, cafe["id"])
-    phone, answer = actions.phone(cafe["join_code"])
-    assert answer["ok"], answer
-    assert dash.emit("round_start", {"cafe_id": cafe["id"]}, callback=True)["ok"]
-    with actions.app.app_context():
-        engine = db.engine
-    statements: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement.split()[0].upper())
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        answer = phone.emit("note_add", {"client_id": str(uuid.uuid4()), "text": "More buses at night"}, callback=True)
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-    assert answer["ok"], answer
-    assert "SAVEPOINT" not in statements, statements
-    assert len(statements) <= 4, statements
-
-
 def _seated_phone(actions: Actions) -> Any:
     fac = actions.facilitator()
     cafe = actions.cafe(fac)
@@ -118,6 +87,32 @@ def _seated_phone(actions: Actions) -> Any:
 def _note(phone: Any, client_id: str | None = None) -> dict[str, Any]:
     return phone.emit("note_add", {"client_id": client_id or str(uuid.uuid4()), "text": "More buses at night"},
                       callback=True)
+
+
+@both_databases
+def test_a_note_alone_in_its_batch_takes_the_few_statements_of_the_bulk_path(actions: Actions) -> None:
+    """Most batches hold a single note when the room is quiet: it must not pay for a savepoint and the
+    one-by-one path's ten queries."""
+    from sqlalchemy import event
+
+    from cafe.extensions import db
+
+    phone = _seated_phone(actions)
+    with actions.app.app_context():
+        engine = db.engine
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement.split()[0].upper())
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        answer = _note(phone)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert answer["ok"], answer
+    assert "SAVEPOINT" not in statements, statements
+    assert len(statements) <= 4, statements
 
 
 @both_databases
