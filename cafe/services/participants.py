@@ -65,7 +65,11 @@ def _presence_event(outbox: Outbox, cafe_id: int, participant: Participant | Non
 def join(cmd: ParticipantJoin, sid: str | None, now: float, publisher: Publisher) -> JoinResult:
     """Join a café by its code, or rejoin with the token the phone kept."""
     code = normalise_join_code(cmd.join_code)
-    cafe = db.session.scalar(select(Cafe).where(Cafe.join_code == code))
+    # A key-share lock on the café (PostgreSQL; SQLite has one writer anyway): a round starting meanwhile
+    # holds the café for update, so a phone that comes back while its seats are written waits until they
+    # are committed and then enters the new table's room. Without it, the round start read the phone's old
+    # connection, and the new one stayed in last round's room. Joins do not wait for one another.
+    cafe = db.session.scalar(select(Cafe).where(Cafe.join_code == code).with_for_update(key_share=True))
     if cafe is None:
         raise ServiceError("unknown_code", "No café has that code. Please check it with the facilitator.", 404)
     token: str | None = None

@@ -79,3 +79,78 @@ def test_a_failed_commit_publishes_nothing(actions: Actions, monkeypatch: Any) -
         with pytest.raises(RuntimeError):
             rounds.start_round(fac, cafe["id"], NOW, publisher, grace=600, time_limit=0.05)
     assert publisher.emitted == []
+
+
+def test_a_phone_back_while_a_round_starts_enters_the_new_table_room(postgres_url: str, monkeypatch: Any) -> None:
+    """A phone reconnects (a new connection id) at the moment the next round's seats are being written.
+    The round start read everyone's connection before the phone came back, so only the phone's own join
+    can put the new connection in the new table's room: it must wait for the round start to commit and
+    not enter last round's room (PostgreSQL: the join takes a key-share lock on the café)."""
+    import threading
+
+    from sqlalchemy import select
+
+    from cafe.domain.protocol import ParticipantJoin
+    from cafe.extensions import db
+    from cafe.models import Seat
+    from cafe.services import participants, rounds
+    from cafe.services.events import table_room
+    from tests.conftest import _app_for
+
+    for app in _app_for(postgres_url):
+        actions = Actions(app)
+        fac = actions.facilitator()
+        cafe = actions.cafe(fac, seats_per_table=2, hosts=False)
+        publisher = RecordingPublisher()
+        with app.app_context():
+            joined = [participants.join(ParticipantJoin(join_code=cafe["join_code"]), f"old-{i}", NOW, publisher)
+                      for i in range(6)]
+            rounds.start_round(fac, cafe["id"], NOW, publisher, grace=600, time_limit=0.05)
+            rounds.end_round(fac, cafe["id"], NOW + 60, publisher)
+            person_id, token = joined[0].participant.id, joined[0].rejoin_token
+        seats_written, go = threading.Event(), threading.Event()
+        real_insert = rounds._insert_seats
+
+        def slow_insert(rows: Any) -> None:
+            real_insert(rows)
+            seats_written.set()                 # the café is locked for update until the commit
+            go.wait(10)
+
+        monkeypatch.setattr(rounds, "_insert_seats", slow_insert)
+        errors: list[BaseException] = []
+
+        def in_app(fn: Any) -> Any:
+            def run() -> None:
+                with app.app_context():
+                    try:
+                        fn()
+                    except BaseException as exc:  # noqa: BLE001 - reported by the test
+                        errors.append(exc)
+                    finally:
+                        db.session.remove()
+            return threading.Thread(target=run)
+
+        start = in_app(lambda: rounds.start_round(fac, cafe["id"], NOW + 90, publisher, grace=600,
+                                                  time_limit=0.05))
+        back = in_app(lambda: participants.join(ParticipantJoin(join_code=cafe["join_code"], rejoin_token=token),
+                                                "new-0", NOW + 90, publisher))
+        start.start()
+        assert seats_written.wait(10)
+        back.start()
+        back.join(0.5)
+        waited = back.is_alive()                # still waiting for the round start's commit
+        go.set()
+        start.join(10)
+        back.join(10)
+        assert not errors, errors
+        with app.app_context():
+            table = db.session.scalar(select(Seat.table).where(Seat.cafe_id == cafe["id"], Seat.round == 2,
+                                                               Seat.participant_id == person_id))
+        rooms: set[str] = set()
+        for sid, leave, enter in publisher.moved:
+            if sid == "new-0":
+                rooms = (rooms - set(leave)) | set(enter)
+        assert table_room(cafe["id"], 2, table) in rooms, (rooms, table)
+        last_round = table_room(cafe["id"], 1, 0).rsplit(":t", 1)[0] + ":t"
+        assert not [r for r in rooms if r.startswith(last_round)], rooms
+        assert waited
