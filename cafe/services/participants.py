@@ -111,7 +111,9 @@ def join(cmd: ParticipantJoin, sid: str | None, now: float, publisher: Publisher
     db.session.execute(update(Participant).where(Participant.id == person.id)
                        .values(connected=True, sid=sid, last_seen_at=now))
     db.session.refresh(person)
-    db.session.refresh(cafe)
+    # The café needs no refresh here: since this transaction wrote, SQLite lets no one else commit before
+    # it does, and on PostgreSQL the key-share lock above keeps round starts (the only change to the rooms)
+    # out until then. The refresh below, after the rooms are entered, is the one the snapshot needs.
     # The connection enters its rooms *before* the snapshot is read (a subscription, not an event): a change
     # committed after the read reaches the phone as an event, and none can fall between the two, as it
     # could if the rooms came after the commit. The phone replays events newer than its snapshot.
