@@ -93,13 +93,15 @@ class GroupCommitter:
         pool would cost a ping (``pool_pre_ping``) and giving it back a rollback, two round trips that the
         whole batch waits for. After a quiet spell it goes back to the pool and a fresh, pinged one is taken,
         so a connection the database dropped meanwhile is never used."""
-        now = time.monotonic()
-        if self._connection is not None and (self._connection.invalidated or now - self._last_used > IDLE_RECONNECT):
+        if self._connection is not None and (self._connection.invalidated or self._idle()):
             self._release()
         if self._connection is None:
             self._connection = engine.connect()
-        self._last_used = now
+        self._last_used = time.monotonic()
         return Session(bind=self._connection)
+
+    def _idle(self) -> bool:
+        return time.monotonic() - self._last_used > IDLE_RECONNECT
 
     def _release(self) -> None:
         connection, self._connection = self._connection, None
@@ -122,7 +124,7 @@ class GroupCommitter:
             try:
                 first = self._queue.get(timeout=0.5)
             except self._empty:
-                if self._connection is not None and time.monotonic() - self._last_used > IDLE_RECONNECT:
+                if self._connection is not None and self._idle():
                     self._release()
                 continue
             if first is None:                       # stop() woke us up

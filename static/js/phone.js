@@ -519,8 +519,7 @@
 
   function markMine(note) {
     var old = notes[note.id];
-    note.mine = !!(old && old.mine);
-    for (var i = 0; i < outbox.length; i++) { if (outbox[i].client_id === note.client_id) { note.mine = true; } }
+    note.mine = !!(old && old.mine) || inOutbox(note.client_id);
     return note;
   }
 
