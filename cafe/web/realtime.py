@@ -140,7 +140,8 @@ def participant_join(cmd: p.ParticipantJoin, ident: Identity) -> dict[str, Any]:
         # Guessing codes is what this stops; a phone coming back with its (unguessable) token still gets in.
         raise ServiceError("rate_limited", "Too many wrong codes from this network; wait a minute and try again.", 429)
     try:
-        result = participants.join(cmd, request.sid, now, ctx.publisher())  # type: ignore[attr-defined]
+        with ctx.join_slot():
+            result = participants.join(cmd, request.sid, now, ctx.publisher())  # type: ignore[attr-defined]
     except ServiceError as exc:
         if exc.code in ("unknown_code", "bad_token"):
             failures.hit(address, now)

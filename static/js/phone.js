@@ -33,6 +33,7 @@
   var voteTimer = null;
   var pendingJoin = null;
   var joinBuffer = null;  // events that arrive while a join is being answered (see replayNewer)
+  var joinRetries = 0, joinTimer = null;  // a join the server was too busy for is asked again (see join)
 
   var views = {
     join: C.byId('view-join'), lobby: C.byId('view-lobby'), table: C.byId('view-table'),
@@ -80,6 +81,14 @@
       var buffered = joinBuffer || [];
       joinBuffer = null;
       if (!answer.ok) {
+        if (answer.error && answer.error.code === 'busy' && joinRetries < 10) {
+          /* A crowd is joining: nothing was done, so ask again after a moment (spread out, not all at once). */
+          joinRetries++;
+          showJoinWait(answer.error.message);
+          joinTimer = setTimeout(function () { joinTimer = null; join(name, language); },
+                                 1000 + Math.random() * 2000 * joinRetries);
+          return;
+        }
         if (answer.error && answer.error.code === 'bad_token') {
           C.store.remove(tokenKey);
           show('join');
@@ -87,6 +96,8 @@
         showJoinError(answer.error ? answer.error.message : '');
         return;
       }
+      joinRetries = 0;
+      C.byId('join-error').hidden = true;
       if (answer.rejoin_token) { C.store.set(tokenKey, answer.rejoin_token); }
       me = answer.participant;
       if (pendingVotes) { setTimeout(sendVotes, 0); }
@@ -98,6 +109,16 @@
       render();
       flushOutbox();
     });
+  }
+
+  function showJoinWait(message) {
+    var err = C.byId('join-error');
+    err.textContent = message;
+    err.hidden = false;
+  }
+
+  function cancelJoinRetry() {
+    if (joinTimer) { clearTimeout(joinTimer); joinTimer = null; }
   }
 
   function showJoinError(message) {
@@ -484,7 +505,7 @@
     socket = C.connect();
     socket.on('connect', function () {
       setStatus('online');
-      if (C.store.get(tokenKey, null)) { join(); }
+      if (C.store.get(tokenKey, null)) { cancelJoinRetry(); join(); }
       else if (pendingJoin) { var p = pendingJoin; pendingJoin = null; C.byId('join-error').hidden = true; join(p.name, p.language); }
     });
     socket.on('disconnect', function () { setStatus('offline'); });
@@ -537,6 +558,7 @@
 
   C.byId('join-form').addEventListener('submit', function (e) {
     e.preventDefault();
+    cancelJoinRetry();
     C.byId('join-error').hidden = true;
     var name = C.byId('name').value.trim();
     var language = C.byId('language').value;

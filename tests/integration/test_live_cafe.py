@@ -363,6 +363,54 @@ def test_joins_can_be_closed_and_rejoin_still_works(actions: Actions, cafe_ready
     assert actions.phone(code)[1]["ok"]
 
 
+def test_joins_run_a_few_at_a_time_and_one_kept_waiting_too_long_is_told_to_ask_again(
+        actions: Actions, cafe_ready: dict[str, Any], monkeypatch: Any) -> None:
+    """A crowd joining at once: at most JOIN_CONCURRENCY joins run in a process, the others wait their turn,
+    and one still waiting after JOIN_WAIT_SECONDS gets ``busy`` with nothing done (the phone asks again)."""
+    import threading
+
+    from cafe.services import participants
+
+    app, dash, code = actions.app, cafe_ready["dash"], cafe_ready["cafe"]["join_code"]
+    app.config.update(JOIN_CONCURRENCY=2, JOIN_WAIT_SECONDS=10)
+    app.extensions.pop("cafe.join_gate", None)          # made again from the settings on first use
+    real_join, release, inside_now = participants.join, threading.Event(), threading.Semaphore(0)
+    counts = {"inside": 0, "most": 0}
+    lock, one_writer = threading.Lock(), threading.Lock()   # SQLite under real threads: one write at a time
+
+    def held_join(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            counts["inside"] += 1
+            counts["most"] = max(counts["most"], counts["inside"])
+        inside_now.release()
+        try:
+            release.wait(10)
+            with one_writer:
+                return real_join(*args, **kwargs)
+        finally:
+            with lock:
+                counts["inside"] -= 1
+
+    monkeypatch.setattr(participants, "join", held_join)
+    answers: list[dict[str, Any]] = []
+    crowd = [threading.Thread(target=lambda: answers.append(actions.phone(code)[1])) for _ in range(3)]
+    for thread in crowd:
+        thread.start()
+    assert inside_now.acquire(timeout=10) and inside_now.acquire(timeout=10)
+    assert not inside_now.acquire(timeout=0.5)           # the third waits at the gate, not in the service
+    app.config["JOIN_WAIT_SECONDS"] = 0.3
+    _sock, late = actions.phone(code)                    # waits 0.3 s, and is told to ask again
+    assert late["ok"] is False and late["error"]["code"] == "busy", late
+    release.set()
+    for thread in crowd:
+        thread.join(10)
+    assert [a["ok"] for a in answers] == [True, True, True], answers
+    assert counts["most"] == 2
+    joined = [event for event, _ in names(dash) if event == "participants_changed"]
+    assert len(joined) == 3                              # the refused join left no one behind
+    assert actions.phone(code)[1]["ok"]                  # and asking again gets in
+
+
 def test_disconnect_marks_participant_away(actions: Actions, cafe_ready: dict[str, Any]) -> None:
     phone, _ = actions.phone(cafe_ready["cafe"]["join_code"])
     cafe_ready["dash"].get_received()
