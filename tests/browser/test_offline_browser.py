@@ -77,3 +77,57 @@ def test_notes_written_offline_arrive_once(live_server: LiveServer, browser: Any
     dash.wait_for_function("() => document.querySelectorAll('.sticky').length === 1")
     assert dash.locator(".sticky").all_inner_texts() == ["Edited while offline"]
     phone.wait_for_selector(".note:has-text('Edited while offline') .saved")
+
+
+def test_a_phone_told_the_server_is_busy_asks_again_by_itself(live_server: LiveServer, browser: Any) -> None:
+    """A crowd joining at once can leave a join waiting too long: the server answers ``busy`` (nothing done).
+    The phone says so and asks again by itself a moment later; the person does not have to tap again.
+    The first join is answered ``busy`` in the websocket itself (Playwright's websocket routing), before
+    it reaches the server."""
+    import json
+    import re
+
+    import requests
+
+    from cafe import create_app
+    from cafe.config import TestConfig
+    from cafe.services import accounts
+
+    with create_app(TestConfig(database_url=live_server.database_url)).app_context():
+        _token, secret = accounts.create_token(accounts.create_facilitator("busy@example.org", "a long passphrase").id)
+    created = requests.post(live_server.url + "/api/cafes", json={"title": "Busy test"},
+                            headers={"Authorization": f"Bearer {secret}"}, timeout=10)
+    assert created.status_code == 201, created.text
+    join_code = created.json()["join_code"]
+
+    joins = {"answered_busy": 0, "passed_on": 0}
+
+    def route(ws: Any) -> None:
+        server = ws.connect_to_server()
+
+        def from_phone(message: str | bytes) -> None:
+            match = re.match(r"^42(\d+)\[\"participant_join\"", message) if isinstance(message, str) else None
+            if match and joins["answered_busy"] == 0:
+                joins["answered_busy"] += 1
+                answer = {"ok": False, "error": {"code": "busy",
+                                                 "message": "The server is busy; your phone will try again."}}
+                ws.send(f"43{match.group(1)}" + json.dumps([answer]))
+                return
+            if match:
+                joins["passed_on"] += 1
+            server.send(message)
+
+        ws.on_message(from_phone)
+        server.on_message(lambda message: ws.send(message))
+
+    ctx = browser.new_context(**PHONE)
+    ctx.route_web_socket(re.compile(r".*/socket\.io/.*"), route)
+    phone = ctx.new_page()
+    phone.set_default_timeout(20000)
+    phone.goto(f"{live_server.url}/j/{join_code}")
+    phone.click("#join-form button[type=submit]")
+    phone.wait_for_selector("#join-error:has-text('your phone will try again')")
+    phone.wait_for_selector("#view-lobby:not([hidden])")      # no second tap
+    assert joins == {"answered_busy": 1, "passed_on": 1}
+    assert phone.locator("#join-error").is_hidden()
+    ctx.close()
