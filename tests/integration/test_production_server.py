@@ -60,3 +60,28 @@ def test_gunicorn_with_the_shipped_config_serves_pages_and_sockets(tmp_path: Pat
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize("server", ["eventlet", "gevent"])
+def test_the_start_command_keeps_a_crowd_of_connections_waiting_to_be_accepted(tmp_path: Path, sqlite_url: str,
+                                                                               server: str) -> None:
+    """``python wsgi.py`` (``make run``) listens with a backlog of ``CAFE_LISTEN_BACKLOG`` (2,048, as gunicorn;
+    the kernel caps it at net.core.somaxconn). eventlet's own default, 50, dropped connections when hundreds
+    of phones connected at once, and each dropped phone waited a second to try again."""
+    import shutil
+
+    from tests.fault_phones import KillableServer
+
+    if shutil.which("ss") is None:
+        pytest.skip("the ss command (iproute2) is not installed: cannot read the listen backlog")
+    live = KillableServer(tmp_path, sqlite_url, {"CAFE_SERVER": server})
+    live.start()
+    try:
+        listening = subprocess.run(["ss", "-Hltn", f"sport = :{live.port}"], capture_output=True, text=True,
+                                   check=True).stdout.split()
+        backlog = int(listening[2])          # State Recv-Q Send-Q …: a listening socket's Send-Q is its backlog
+        somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+        assert backlog == min(2048, somaxconn), listening
+        assert requests.get(live.url + "/healthz", timeout=10).status_code == 200
+    finally:
+        live.stop()
