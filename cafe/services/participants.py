@@ -16,12 +16,23 @@ from .errors import ServiceError
 from .harvest import harvest_for_facilitator, harvest_for_participant
 from .events import Outbox, Publisher, cafe_room, facilitators_room, participant_room, table_room
 
-__all__ = ["JoinResult", "join", "leave", "disconnect", "facilitator_join", "remove"]
+__all__ = ["JoinResult", "JoinedPerson", "join", "leave", "disconnect", "facilitator_join", "remove"]
+
+
+@dataclass(frozen=True)
+class JoinedPerson:
+    """Who joined, read before the commit: after it the ORM object would load itself again (on PostgreSQL
+    three more round trips for every join: a new transaction, the select, and its rollback)."""
+    id: int
+    cafe_id: int
+    number: int
+    name: str                     # as shown ("Guest 7" when no name was given)
+    language: str
 
 
 @dataclass
 class JoinResult:
-    participant: Participant
+    participant: JoinedPerson
     rejoin_token: str | None      # only for a new participant (the phone keeps it)
     snapshot: dict[str, Any] | None
     rejoined: bool
@@ -29,7 +40,7 @@ class JoinResult:
     def answer(self) -> dict[str, Any]:
         p = self.participant
         data: dict[str, Any] = {
-            "participant": {"id": p.id, "name": p.display_name, "number": p.number, "language": p.language,
+            "participant": {"id": p.id, "name": p.name, "number": p.number, "language": p.language,
                             "cafe_id": p.cafe_id},
             "rejoined": self.rejoined,
             "snapshot": self.snapshot,
@@ -98,7 +109,7 @@ def join(cmd: ParticipantJoin, sid: str | None, now: float, publisher: Publisher
             .returning(Cafe.participant_seq)).scalar_one()
         person = Participant(cafe_id=cafe.id, number=number, name=cmd.name, language=cmd.language or "en",
                              token_hash=hash_secret(token), joined_at=now, last_seen_at=now, connected=True,
-                             removed=False, fixed=False)
+                             sid=sid, removed=False, fixed=False)
         db.session.add(person)
         bump_version(db.session, cafe.id)
     if cmd.languages is not None:
@@ -106,11 +117,13 @@ def join(cmd: ParticipantJoin, sid: str | None, now: float, publisher: Publisher
     if cmd.stay_put is not None:
         person.fixed = cmd.stay_put
     db.session.flush()
-    # Presence is written as one statement, not from what was read: the old connection's disconnect may
-    # be running at the same moment (a phone that just came back), and must not undo this.
-    db.session.execute(update(Participant).where(Participant.id == person.id)
-                       .values(connected=True, sid=sid, last_seen_at=now))
-    db.session.refresh(person)
+    if rejoined:
+        # Presence is written as one statement, not from what was read: the old connection's disconnect may
+        # be running at the same moment (a phone that just came back), and must not undo this. (A new
+        # participant was inserted with it: no other connection of theirs exists.)
+        db.session.execute(update(Participant).where(Participant.id == person.id)
+                           .values(connected=True, sid=sid, last_seen_at=now))
+        db.session.refresh(person)
     # The café needs no refresh here: since this transaction wrote, SQLite lets no one else commit before
     # it does, and on PostgreSQL the key-share lock above keeps round starts (the only change to the rooms)
     # out until then. The refresh below, after the rooms are entered, is the one the snapshot needs.
@@ -128,13 +141,14 @@ def join(cmd: ParticipantJoin, sid: str | None, now: float, publisher: Publisher
                                             | harvest_for_participant(db.session, cafe, person.id))
         outbox = Outbox()
         _presence_event(outbox, cafe.id, person, counts)
+        joined = JoinedPerson(person.id, person.cafe_id, person.number, person.display_name, person.language)
         db.session.commit()
     except BaseException:
         if sid:
             publisher.move(sid, rooms, [])
         raise
     outbox.publish(publisher)
-    return JoinResult(person, token, snapshot, rejoined)
+    return JoinResult(joined, token, snapshot, rejoined)
 
 
 def leave(participant_id: int, now: float, publisher: Publisher) -> None:

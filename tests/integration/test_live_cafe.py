@@ -411,6 +411,39 @@ def test_joins_run_a_few_at_a_time_and_one_kept_waiting_too_long_is_told_to_ask_
     assert actions.phone(code)[1]["ok"]                  # and asking again gets in
 
 
+@both_databases
+def test_a_new_phone_is_written_once_and_its_join_reads_nothing_after_the_commit(
+        actions: Actions, cafe_ready: dict[str, Any]) -> None:
+    """A crowd joins at once, so each join's round trips count: a new participant is inserted with its
+    connection (no second write of the row), and nothing is read again after the commit (the answer is built
+    before it; reading it back cost a new transaction, a select and a rollback)."""
+    from sqlalchemy import event, select
+
+    from cafe.extensions import db
+    from cafe.models import Participant
+
+    with actions.app.app_context():
+        engine = db.engine
+    seen: list[str] = []
+
+    def statement(conn: Any, cursor: Any, text: str, *args: Any) -> None:
+        seen.append(" ".join(text.split()[:2]).upper())
+
+    event.listen(engine, "before_cursor_execute", statement)
+    event.listen(engine, "commit", lambda conn: seen.append("COMMIT"))
+    try:
+        _sock, answer = actions.phone(cafe_ready["cafe"]["join_code"], name="Amina")
+    finally:
+        event.remove(engine, "before_cursor_execute", statement)
+    assert answer["ok"] and answer["participant"]["name"] == "Amina", answer
+    assert seen.count("COMMIT") == 1 and seen[-1] == "COMMIT", seen
+    assert "UPDATE PARTICIPANT" not in seen, seen
+    with actions.app.app_context():
+        row = db.session.execute(select(Participant.connected, Participant.sid)
+                                 .where(Participant.id == answer["participant"]["id"])).one()
+    assert row.connected and row.sid
+
+
 def test_disconnect_marks_participant_away(actions: Actions, cafe_ready: dict[str, Any]) -> None:
     phone, _ = actions.phone(cafe_ready["cafe"]["join_code"])
     cafe_ready["dash"].get_received()
