@@ -56,7 +56,7 @@ class Config:
         self.NOTE_BATCH_WINDOW = float(os.environ.get("NOTE_BATCH_WINDOW", "0"))
         self.NOTE_BATCH_MAX = int(os.environ.get("NOTE_BATCH_MAX", "200"))
         self.SEATING_TIME_LIMIT = float(os.environ.get("SEATING_TIME_LIMIT", "0.2"))
-        # Joins a process runs at once; the rest wait their turn, first come first served (see
+        # Joins a process runs at once; the rest wait their turn (see
         # cafe.web.context.join_slot). Unbounded, a crowd scanning the QR code together on PostgreSQL left a
         # few phones waiting 5-10 s; a join still waiting after JOIN_WAIT_SECONDS is told to try again.
         self.JOIN_CONCURRENCY = max(1, int(os.environ.get("JOIN_CONCURRENCY", "16")))

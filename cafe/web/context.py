@@ -61,8 +61,8 @@ def join_slot() -> Iterator[None]:
 
     A crowd scanning the QR code at once sends hundreds of joins together; on PostgreSQL each one yields
     to the others at every query, they all queue for the café's row and the connection pool, and a few
-    phones waited 5-10 s (2,000 phones, 1 worker: join p99 5.1-6.5 s; with 16 slots 0.54 s, and all of
-    them in as soon). Waiters go in about the order they came; one still waiting after
+    phones waited 5-10 s (2,000 phones, 1 worker: join p99 5.1-8.4 s; with 16 slots 0.53-0.75 s, and all
+    of them in as soon). Waiters go in about the order they came; one still waiting after
     ``JOIN_WAIT_SECONDS`` is answered ``busy`` (nothing was done, so the phone can simply ask again).
     The semaphore is made on first use, after the server has patched ``threading`` to its own kind."""
     gate = current_app.extensions.get("cafe.join_gate")

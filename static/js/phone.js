@@ -89,6 +89,11 @@
                                  1000 + Math.random() * 2000 * joinRetries);
           return;
         }
+        if (answer.error && answer.error.code === 'busy') {   // tried long enough: the person may tap again
+          joinRetries = 0;
+          showJoinError('');
+          return;
+        }
         if (answer.error && answer.error.code === 'bad_token') {
           C.store.remove(tokenKey);
           show('join');
