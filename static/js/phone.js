@@ -81,17 +81,17 @@
       var buffered = joinBuffer || [];
       joinBuffer = null;
       if (!answer.ok) {
-        if (answer.error && answer.error.code === 'busy' && joinRetries < 10) {
-          /* A crowd is joining: nothing was done, so ask again after a moment (spread out, not all at once). */
-          joinRetries++;
-          showJoinWait(answer.error.message);
-          joinTimer = setTimeout(function () { joinTimer = null; join(name, language); },
-                                 1000 + Math.random() * 2000 * joinRetries);
-          return;
-        }
-        if (answer.error && answer.error.code === 'busy') {   // tried long enough: the person may tap again
-          joinRetries = 0;
-          showJoinError('');
+        if (answer.error && answer.error.code === 'busy') {
+          if (joinRetries < 10) {
+            /* A crowd is joining: nothing was done, so ask again after a moment (spread out, not all at once). */
+            joinRetries++;
+            showJoinMessage(answer.error.message);
+            joinTimer = setTimeout(function () { joinTimer = null; join(name, language); },
+                                   1000 + Math.random() * 2000 * joinRetries);
+          } else {                  // tried long enough: the person may tap again
+            joinRetries = 0;
+            showJoinError('');
+          }
           return;
         }
         if (answer.error && answer.error.code === 'bad_token') {
@@ -116,7 +116,7 @@
     });
   }
 
-  function showJoinWait(message) {
+  function showJoinMessage(message) {
     var err = C.byId('join-error');
     err.textContent = message;
     err.hidden = false;
@@ -127,9 +127,7 @@
   }
 
   function showJoinError(message) {
-    var err = C.byId('join-error');
-    err.textContent = message || C.t('Could not join. Please try again.');
-    err.hidden = false;
+    showJoinMessage(message || C.t('Could not join. Please try again.'));
     show(me ? 'lobby' : 'join');
   }
 
@@ -570,8 +568,7 @@
     if (!socket.connected) {
       // joins as soon as the connection is up (weak mobile data): no need to tap again
       pendingJoin = {name: name, language: language};
-      C.byId('join-error').textContent = C.t('Connecting…');
-      C.byId('join-error').hidden = false;
+      showJoinMessage(C.t('Connecting…'));
       return;
     }
     join(name, language);
