@@ -7,10 +7,13 @@ events to publish in the outbox; the committer publishes them after the commit.
 from __future__ import annotations
 
 import functools
+import logging
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Insert, Select, bindparam, insert, select
+from sqlalchemy import Insert, Select, TextClause, bindparam, insert, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from ..domain.protocol import NoteAdd, NoteDelete, NoteEdit, NotesEnter
@@ -20,6 +23,8 @@ from .batching import GroupCommitter
 from .cafes import bump_version, can_scribe, cafe_for_facilitator, note_payload
 from .errors import ServiceError
 from .events import Outbox, facilitators_room, table_room
+
+log = logging.getLogger(__name__)
 
 
 def _writer(session: Session, participant_id: int) -> tuple[Participant, Cafe]:
@@ -65,6 +70,10 @@ class _AddNote:
     def bulk(session: Session, ops: list["_AddNote"], outboxes: list[Outbox]) -> list[Any]:
         return _add_many(session, ops, outboxes)
 
+    @staticmethod
+    def at_once(connection: Any, ops: list["_AddNote"], outboxes: list[Outbox]) -> list[Any]:
+        return _add_at_once(connection, ops, outboxes)
+
 
 @functools.cache
 def _writers_query() -> Select:
@@ -88,63 +97,152 @@ def _insert_notes() -> Insert:
     return insert(note).returning(note.c.id, sort_by_parameter_order=True)
 
 
-def _add_many(session: Session, ops: list[_AddNote], outboxes: list[Outbox]) -> list[Any]:
-    """The same rules as :func:`_add_one`, for a batch: load, check, number and insert all at once."""
-    # Each round trip to the database is a wait for the whole batch: one query reads what the checks need.
-    rows = session.execute(_writers_query(), {"participant_ids": sorted({op.participant_id for op in ops}),
-                                              "client_ids": sorted({op.cmd.client_id for op in ops})}).all()
+@dataclass
+class _Vetted:
+    """What the checks of a batch of new notes found: an answer (an error, or the note already stored) for
+    some, and for the others the café and table each goes to."""
+    outcomes: list[Any]
+    fresh: dict[int, list[int]]          # cafe id -> indexes of the new notes, in order
+    claimed: dict[tuple[int, str], int]  # the same client_id twice in one batch: the first wins
+    existing: dict[int, int]             # index -> id of the note that client_id already made
+    rounds: dict[int, int]               # cafe id -> its current round
+    tables: dict[int, int]               # participant id -> table
+    languages: dict[int, str | None]     # participant id -> language
+
+
+def _vet(connection: Any, ops: list[_AddNote]) -> _Vetted:
+    """The rules of :func:`_add_one` for a batch, in one query (each round trip to the database is a wait
+    for the whole batch)."""
+    rows = connection.execute(_writers_query(), {"participant_ids": sorted({op.participant_id for op in ops}),
+                                                 "client_ids": sorted({op.cmd.client_id for op in ops})}).all()
     people = {r.id: r for r in rows}
     cafes = {r.cafe_id: r for r in rows}
     tables = {r.id: r.table for r in rows if r.phase == "round" and r.table is not None}
-    existing = {(r.id, r.client_id): r.note_id for r in rows if r.note_id is not None}
-    outcomes: list[Any] = [None] * len(ops)
-    fresh: dict[int, list[int]] = {}          # cafe id -> indexes of the new notes, in order
-    claimed: dict[tuple[int, str], int] = {}  # the same client_id twice in one batch: the first wins
+    stored = {(r.id, r.client_id): r.note_id for r in rows if r.note_id is not None}
+    vetted = _Vetted([None] * len(ops), {}, {}, {}, {c: r.current_round for c, r in cafes.items()}, tables,
+                     {p: r.language for p, r in people.items()})
     for i, op in enumerate(ops):
         person = people.get(op.participant_id)
         key = (op.participant_id, op.cmd.client_id)
         if person is None:
-            outcomes[i] = ServiceError("not_joined", "Join a café first.", 403)
+            vetted.outcomes[i] = ServiceError("not_joined", "Join a café first.", 403)
         elif person.removed:
-            outcomes[i] = ServiceError("removed", "The facilitator has removed you from this café.", 403)
-        elif key in existing:
-            outcomes[i] = {"note": note_payload(session.get(Note, existing[key]), mine=True), "duplicate": True}
-        elif key in claimed:
-            continue                          # answered below, once the first one has its id
+            vetted.outcomes[i] = ServiceError("removed", "The facilitator has removed you from this café.", 403)
+        elif key in stored:
+            vetted.existing[i] = stored[key]
+        elif key in vetted.claimed:
+            continue                          # answered once the first one has its answer
         elif cafes[person.cafe_id].phase != "round":
-            outcomes[i] = ServiceError("wrong_phase", "Notes can be written while a round is running.", 409)
+            vetted.outcomes[i] = ServiceError("wrong_phase", "Notes can be written while a round is running.", 409)
         elif op.participant_id not in tables:
-            outcomes[i] = ServiceError("no_seat", "You will get a table in the next round.", 409)
+            vetted.outcomes[i] = ServiceError("no_seat", "You will get a table in the next round.", 409)
         else:
-            claimed[key] = i
-            fresh.setdefault(person.cafe_id, []).append(i)
+            vetted.claimed[key] = i
+            vetted.fresh.setdefault(person.cafe_id, []).append(i)
+    return vetted
+
+
+def _note_row(vetted: _Vetted, cafe_id: int, op: _AddNote) -> dict[str, Any]:
+    return {"cafe_id": cafe_id, "participant_id": op.participant_id, "client_id": op.cmd.client_id,
+            "round": vetted.rounds[cafe_id], "table": vetted.tables[op.participant_id], "text": op.cmd.text,
+            "lang": op.cmd.lang or vetted.languages[op.participant_id], "created_at": op.now,
+            "updated_at": op.now, "hidden": False}
+
+
+def _announce(outbox: Outbox, row: dict[str, Any], note_id: int) -> dict[str, Any]:
+    """The event for a stored note, and its writer's answer."""
+    payload = {"id": note_id, "client_id": row["client_id"], "round": row["round"], "table": row["table"],
+               "text": row["text"], "lang": row["lang"], "created_at": row["created_at"],
+               "updated_at": row["updated_at"], "version": row["version"], "scribed": False}
+    outbox.emit("note_added", {"note": payload, "version": row["version"]},
+                [table_room(row["cafe_id"], row["round"], row["table"]), facilitators_room(row["cafe_id"])])
+    return {"note": payload | {"mine": True}, "duplicate": False}
+
+
+def _repeats(ops: list[_AddNote], vetted: _Vetted) -> None:
+    """A client_id sent twice in one batch: the second copy is answered with the note the first made."""
+    for i, op in enumerate(ops):
+        if vetted.outcomes[i] is None and i not in vetted.existing:
+            first_index = vetted.claimed[(op.participant_id, op.cmd.client_id)]
+            if first_index == i:
+                continue
+            first = vetted.outcomes[first_index]
+            if first is None or isinstance(first, ServiceError):
+                vetted.outcomes[i] = first
+            else:
+                vetted.outcomes[i] = {"note": first["note"], "duplicate": True}
+
+
+def _add_many(session: Session, ops: list[_AddNote], outboxes: list[Outbox]) -> list[Any]:
+    """The same rules as :func:`_add_one`, for a batch: load, check, number and insert all at once."""
+    vetted = _vet(session, ops)
+    for i, note_id in vetted.existing.items():
+        vetted.outcomes[i] = {"note": note_payload(session.get(Note, note_id), mine=True), "duplicate": True}
     rows: list[dict[str, Any]] = []
     order: list[int] = []
-    for cafe_id, indexes in fresh.items():
+    for cafe_id, indexes in vetted.fresh.items():
         top = bump_version(session, cafe_id, by=len(indexes))
-        cafe = cafes[cafe_id]
         for offset, i in enumerate(indexes):
-            op = ops[i]
-            rows.append({"cafe_id": cafe_id, "participant_id": op.participant_id, "client_id": op.cmd.client_id,
-                         "round": cafe.current_round, "table": tables[op.participant_id], "text": op.cmd.text,
-                         "lang": op.cmd.lang or people[op.participant_id].language, "created_at": op.now,
-                         "updated_at": op.now, "version": top - len(indexes) + 1 + offset, "hidden": False})
+            rows.append(_note_row(vetted, cafe_id, ops[i]) | {"version": top - len(indexes) + 1 + offset})
             order.append(i)
     if rows:
         ids = session.scalars(_insert_notes(), rows).all()
         for i, row, note_id in zip(order, rows, ids):
-            payload = {"id": note_id, "client_id": row["client_id"], "round": row["round"], "table": row["table"],
-                       "text": row["text"], "lang": row["lang"], "created_at": row["created_at"],
-                       "updated_at": row["updated_at"], "version": row["version"], "scribed": False}
-            outboxes[i].emit("note_added", {"note": payload, "version": row["version"]},
-                             [table_room(row["cafe_id"], row["round"], row["table"]), facilitators_room(row["cafe_id"])])
-            outcomes[i] = {"note": payload | {"mine": True}, "duplicate": False}
-    for i, op in enumerate(ops):
-        if outcomes[i] is None:               # a repeat within the batch: the note its first copy made
-            first = outcomes[claimed[(op.participant_id, op.cmd.client_id)]]
-            outcomes[i] = first if isinstance(first, ServiceError) else {"note": first["note"], "duplicate": True}
-    return outcomes
+            vetted.outcomes[i] = _announce(outboxes[i], row, note_id)
+    _repeats(ops, vetted)
+    return vetted.outcomes
 
+
+@functools.cache
+def _insert_at_once() -> TextClause:
+    """PostgreSQL: number a café's new notes and insert them in one statement, which runs on its own
+    (autocommit). The café's row is locked only while the statement runs, and only if the round the
+    checks saw is still running: if it has just ended, nothing is written and the notes go back to the
+    transaction, whose checks answer them."""
+    return text("""
+WITH bump AS (
+    UPDATE cafe SET version = version + :n
+    WHERE id = :cafe_id AND phase = 'round' AND current_round = :round
+    RETURNING version)
+INSERT INTO note (cafe_id, participant_id, client_id, round, "table", text, lang, created_at, updated_at,
+                  version, hidden, scribed)
+SELECT :cafe_id, r.participant_id, r.client_id, :round, r.tbl, r.body, r.lang, r.at, r.at,
+       bump.version - :n + r.ord, false, false
+FROM bump, unnest(CAST(:participant_ids AS integer[]), CAST(:client_ids AS varchar[]),
+                  CAST(:tables AS integer[]), CAST(:texts AS text[]), CAST(:langs AS varchar[]),
+                  CAST(:ats AS double precision[]))
+     WITH ORDINALITY AS r(participant_id, client_id, tbl, body, lang, at, ord)
+RETURNING id, version""")
+
+
+def _add_at_once(connection: Any, ops: list[_AddNote], outboxes: list[Outbox]) -> list[Any]:
+    """PostgreSQL, outside any transaction: one query checks the batch, then one statement per café writes
+    its notes (see :func:`_insert_at_once`). Two round trips, where the transaction took five (BEGIN, the
+    checks, the version, the insert, COMMIT), and no lock held across a round trip, which another worker's
+    batch would wait for. ``None`` for a note this path leaves to the transaction: a resent one (its
+    answer needs the stored note), or one whose round ended between the checks and the write."""
+    vetted = _vet(connection, ops)
+    for cafe_id, indexes in vetted.fresh.items():
+        rows = [_note_row(vetted, cafe_id, ops[i]) for i in indexes]
+        params = {"cafe_id": cafe_id, "round": vetted.rounds[cafe_id], "n": len(rows),
+                  "participant_ids": [r["participant_id"] for r in rows],
+                  "client_ids": [r["client_id"] for r in rows], "tables": [r["table"] for r in rows],
+                  "texts": [r["text"] for r in rows], "langs": [r["lang"] for r in rows],
+                  "ats": [r["created_at"] for r in rows]}
+        try:
+            stored = sorted(connection.execute(_insert_at_once(), params).all(), key=lambda s: s.version)
+            connection.commit()               # nothing to send: the statement committed itself
+        except DBAPIError:
+            # e.g. the same client_id from a second tab on another worker: the statement wrote nothing
+            connection.rollback()
+            log.info("notes of café %s go through the transaction", cafe_id, exc_info=True)
+            continue
+        if len(stored) != len(rows):          # the round ended meanwhile: nothing was written
+            continue
+        for i, row, note in zip(indexes, rows, stored):
+            vetted.outcomes[i] = _announce(outboxes[i], row | {"version": note.version}, note.id)
+    _repeats(ops, vetted)
+    return vetted.outcomes
 
 
 def add(committer: GroupCommitter, participant_id: int, cmd: NoteAdd, now: float) -> dict[str, Any]:

@@ -74,14 +74,19 @@ def test_a_failed_bulk_is_rolled_back_and_run_one_by_one(actions: Actions) -> No
     assert [e["version"] for e in events] == sorted(e["version"] for e in events)
 
 
-def _seated_phone(actions: Actions) -> Any:
+def _seated(actions: Actions) -> tuple[Any, int, int]:
+    """A phone seated in a running round; with its café's id and its participant id."""
     fac = actions.facilitator()
     cafe = actions.cafe(fac)
     dash = actions.facilitator_socket(fac, cafe["id"])
     phone, answer = actions.phone(cafe["join_code"])
     assert answer["ok"], answer
     assert dash.emit("round_start", {"cafe_id": cafe["id"]}, callback=True)["ok"]
-    return phone
+    return phone, cafe["id"], answer["participant"]["id"]
+
+
+def _seated_phone(actions: Actions) -> Any:
+    return _seated(actions)[0]
 
 
 def _note(phone: Any, client_id: str | None = None) -> dict[str, Any]:
@@ -136,7 +141,7 @@ def test_the_writer_keeps_one_connection_between_batches_and_gives_it_back_when_
     pool_events: list[tuple[str, int, float]] = []
 
     def on_insert(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.lstrip().upper().startswith("INSERT INTO NOTE "):
+        if "INSERT INTO NOTE " in statement.upper():
             inserts.append((threading.get_ident(), id(conn.connection.dbapi_connection)))
 
     def on_checkout(*args: Any) -> None:
@@ -192,7 +197,7 @@ def test_a_writer_connection_the_database_dropped_costs_one_retry_and_loses_noth
         pids: list[int] = []
 
         def on_insert(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-            if statement.lstrip().upper().startswith("INSERT INTO NOTE "):
+            if "INSERT INTO NOTE " in statement.upper():
                 pids.append(conn.connection.dbapi_connection.info.backend_pid)
 
         event.listen(engine, "before_cursor_execute", on_insert)
@@ -210,3 +215,106 @@ def test_a_writer_connection_the_database_dropped_costs_one_retry_and_loses_noth
         with app.app_context():
             count = db.session.scalar(select(func.count()).select_from(Note).where(Note.client_id == client_id))
         assert count == 1
+
+
+def test_on_postgresql_a_batch_of_notes_is_checked_and_written_in_two_statements_outside_a_transaction(
+        pg_app: Any) -> None:
+    """PostgreSQL: a batch of notes makes two round trips (the checks, and one statement that numbers and
+    inserts them and commits itself) where a transaction made five, and the café's row is locked only while
+    that statement runs, never across a round trip that another worker's batch would wait for."""
+    from sqlalchemy import event
+
+    from cafe.extensions import db
+
+    actions = Actions(pg_app)
+    phone = _seated_phone(actions)
+    with pg_app.app_context():
+        engine = db.engine
+    statements: list[tuple[str, bool]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append((statement.split()[0].upper(), conn.connection.dbapi_connection.autocommit))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        answer = _note(phone)
+        again = _note(phone)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert answer["ok"] and again["ok"], (answer, again)
+    assert again["note"]["version"] == answer["note"]["version"] + 1
+    assert statements == [("SELECT", True), ("WITH", True)] * 2, statements
+
+
+def _between_the_checks_and_the_write(monkeypatch: Any, change: str, **params: Any) -> None:
+    """Run the SQL ``change`` on a connection of its own once: after the checks of the next notes written
+    outside a transaction, before their write (as another worker or the facilitator might)."""
+    from sqlalchemy import text
+
+    from cafe.extensions import db
+    from cafe.services import notes
+
+    real, done = notes._vet, []
+
+    def vet(connection: Any, ops: Any) -> Any:
+        vetted = real(connection, ops)
+        if not isinstance(connection, Session) and not done:
+            done.append(True)
+            with db.engine.begin() as other:
+                other.execute(text(change), params)
+        return vetted
+
+    monkeypatch.setattr(notes, "_vet", vet)
+
+
+def _version(app: Any, cafe_id: int) -> int:
+    from cafe.extensions import db
+    from cafe.models import Cafe
+
+    with app.app_context():
+        version = db.session.get(Cafe, cafe_id).version
+        db.session.remove()
+    return version
+
+
+def test_on_postgresql_a_note_whose_round_ends_between_its_checks_and_its_write_is_refused_not_stored(
+        pg_app: Any, monkeypatch: Any) -> None:
+    from sqlalchemy import func, select
+
+    from cafe.extensions import db
+    from cafe.models import Note
+
+    phone, cafe_id, _ = _seated(Actions(pg_app))
+    before = _version(pg_app, cafe_id)
+    _between_the_checks_and_the_write(monkeypatch, "UPDATE cafe SET phase = 'break' WHERE id = :id", id=cafe_id)
+    client_id = str(uuid.uuid4())
+    answer = _note(phone, client_id)
+    assert not answer["ok"] and answer["error"]["code"] == "wrong_phase", answer
+    assert _version(pg_app, cafe_id) == before
+    with pg_app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Note).where(Note.client_id == client_id)) == 0
+
+
+def test_on_postgresql_a_note_another_worker_stores_between_its_checks_and_its_write_is_answered_once(
+        pg_app: Any, monkeypatch: Any) -> None:
+    """The same note from a second tab, handled by another worker a moment earlier: the statement that would
+    store it again fails on the unique client id and writes nothing (not even the version); the note goes
+    through the transaction, which answers with the stored note."""
+    from sqlalchemy import func, select
+
+    from cafe.extensions import db
+    from cafe.models import Note
+
+    phone, cafe_id, person_id = _seated(Actions(pg_app))
+    before = _version(pg_app, cafe_id)
+    client_id = str(uuid.uuid4())
+    _between_the_checks_and_the_write(
+        monkeypatch, "INSERT INTO note (cafe_id, participant_id, client_id, round, \"table\", text, created_at, "
+        "updated_at, version, hidden, scribed) VALUES (:cafe, :person, :client, 1, 1, 'More buses at night', 0, 0, "
+        ":version, false, false)", cafe=cafe_id, person=person_id, client=client_id, version=before)
+    answer = _note(phone, client_id)
+    assert answer["ok"] and answer["duplicate"], answer
+    assert _version(pg_app, cafe_id) == before
+    with pg_app.app_context():
+        stored = db.session.scalars(select(Note).where(Note.client_id == client_id)).all()
+    assert [n.id for n in stored] == [answer["note"]["id"]]
