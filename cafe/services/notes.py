@@ -115,6 +115,12 @@ def _vet(connection: Any, ops: list[_AddNote]) -> _Vetted:
     for the whole batch)."""
     rows = connection.execute(_writers_query(), {"participant_ids": sorted({op.participant_id for op in ops}),
                                                  "client_ids": sorted({op.cmd.client_id for op in ops})}).all()
+    return _vet_rows(rows, ops)
+
+
+def _vet_rows(rows: Any, ops: list[_AddNote]) -> _Vetted:
+    """The rules of :func:`_add_one` for a batch, on the rows of :func:`_writers_query` (one per writer, or
+    per writer and note they already stored with one of the batch's client ids)."""
     people = {r.id: r for r in rows}
     cafes = {r.cafe_id: r for r in rows}
     tables = {r.id: r.table for r in rows if r.phase == "round" and r.table is not None}
@@ -194,53 +200,80 @@ def _add_many(session: Session, ops: list[_AddNote], outboxes: list[Outbox]) -> 
 
 
 @functools.cache
-def _insert_at_once() -> TextClause:
-    """PostgreSQL: number a café's new notes and insert them in one statement, which runs on its own
-    (autocommit). The café's row is locked only while the statement runs, and only if the round the
-    checks saw is still running: if it has just ended, nothing is written and the notes go back to the
-    transaction, whose checks answer them."""
+def _write_at_once() -> TextClause:
+    """PostgreSQL: check a batch of new notes, number them and insert them, in one statement that commits
+    itself (autocommit). Each request row comes back with what the checks of :func:`_vet_rows` read (the
+    columns of :func:`_writers_query`) and, if it was written, the new note's id and version.
+
+    The checks read the statement's snapshot; the version bump re-reads the café's row under its lock, and
+    writes (and so inserts) nothing if the round the checks saw has ended meanwhile: those notes go back to
+    the transaction, whose checks answer them. The café's row is locked only while the statement runs."""
     return text("""
-WITH bump AS (
-    UPDATE cafe SET version = version + :n
-    WHERE id = :cafe_id AND phase = 'round' AND current_round = :round
-    RETURNING version)
-INSERT INTO note (cafe_id, participant_id, client_id, round, "table", text, lang, created_at, updated_at,
-                  version, hidden, scribed)
-SELECT :cafe_id, r.participant_id, r.client_id, :round, r.tbl, r.body, r.lang, r.at, r.at,
-       bump.version - :n + r.ord, false, false
-FROM bump, unnest(CAST(:participant_ids AS integer[]), CAST(:client_ids AS varchar[]),
-                  CAST(:tables AS integer[]), CAST(:texts AS text[]), CAST(:langs AS varchar[]),
-                  CAST(:ats AS double precision[]))
-     WITH ORDINALITY AS r(participant_id, client_id, tbl, body, lang, at, ord)
-RETURNING id, version""")
+WITH req AS (
+    SELECT * FROM unnest(CAST(:participant_ids AS integer[]), CAST(:client_ids AS varchar[]),
+                         CAST(:texts AS text[]), CAST(:langs AS varchar[]), CAST(:ats AS double precision[]))
+         WITH ORDINALITY AS r(participant_id, client_id, body, lang, at, ord)),
+checked AS (
+    SELECT req.*, p.id, p.cafe_id, p.removed, p.language, c.phase, c.current_round, s."table",
+           n.id AS note_id
+    FROM req
+    LEFT JOIN participant AS p ON p.id = req.participant_id
+    LEFT JOIN cafe AS c ON c.id = p.cafe_id
+    LEFT JOIN seat AS s ON s.cafe_id = p.cafe_id AND s.round = c.current_round AND s.participant_id = p.id
+    LEFT JOIN note AS n ON n.participant_id = req.participant_id AND n.client_id = req.client_id),
+fresh AS (
+    SELECT DISTINCT ON (participant_id, client_id) *
+    FROM checked
+    WHERE id IS NOT NULL AND NOT removed AND note_id IS NULL AND phase = 'round' AND "table" IS NOT NULL
+    ORDER BY participant_id, client_id, ord),
+numbered AS (
+    SELECT fresh.*, row_number() OVER (PARTITION BY cafe_id ORDER BY ord) AS k,
+           count(*) OVER (PARTITION BY cafe_id) AS n
+    FROM fresh),
+bump AS (
+    UPDATE cafe SET version = cafe.version + t.n
+    FROM (SELECT cafe_id, current_round, count(*) AS n FROM fresh GROUP BY cafe_id, current_round) AS t
+    WHERE cafe.id = t.cafe_id AND cafe.phase = 'round' AND cafe.current_round = t.current_round
+    RETURNING cafe.id, cafe.version),
+ins AS (
+    INSERT INTO note (cafe_id, participant_id, client_id, round, "table", text, lang, created_at, updated_at,
+                      version, hidden, scribed)
+    SELECT f.cafe_id, f.participant_id, f.client_id, f.current_round, f."table", f.body,
+           COALESCE(f.lang, f.language), f.at, f.at, bump.version - f.n + f.k, false, false
+    FROM numbered AS f JOIN bump ON bump.id = f.cafe_id
+    RETURNING id, participant_id, client_id, version)
+SELECT checked.ord, checked.id, checked.cafe_id, checked.removed, checked.language, checked.phase,
+       checked.current_round, checked."table", checked.note_id, checked.client_id,
+       ins.id AS new_id, ins.version AS new_version
+FROM checked LEFT JOIN ins ON ins.participant_id = checked.participant_id AND ins.client_id = checked.client_id
+ORDER BY checked.ord""")
 
 
 def _add_at_once(connection: Any, ops: list[_AddNote], outboxes: list[Outbox]) -> list[Any]:
-    """PostgreSQL, outside any transaction: one query checks the batch, then one statement per café writes
-    its notes (see :func:`_insert_at_once`). Two round trips, where the transaction took five (BEGIN, the
-    checks, the version, the insert, COMMIT), and no lock held across a round trip, which another worker's
-    batch would wait for. ``None`` for a note this path leaves to the transaction: a resent one (its
-    answer needs the stored note), or one whose round ended between the checks and the write."""
-    vetted = _vet(connection, ops)
+    """PostgreSQL, outside any transaction: the whole batch in one statement (see :func:`_write_at_once`).
+    One round trip, where a transaction took five (BEGIN, the checks, the version, the insert, COMMIT), and
+    no lock held across a round trip, which another worker's batch would wait for. ``None`` for a note this
+    path leaves to the transaction: a resent one (its answer needs the stored note), one whose round ended
+    while the statement waited for the café's row, or all of them if the statement failed (the same note
+    stored a moment earlier from a second tab on another worker: nothing was written)."""
+    params = {"participant_ids": [op.participant_id for op in ops], "client_ids": [op.cmd.client_id for op in ops],
+              "texts": [op.cmd.text for op in ops], "langs": [op.cmd.lang or None for op in ops],
+              "ats": [op.now for op in ops]}
+    try:
+        rows = connection.execute(_write_at_once(), params).all()
+        connection.commit()                   # nothing to send: the statement committed itself
+    except DBAPIError:
+        connection.rollback()
+        log.info("a batch of notes goes through the transaction", exc_info=True)
+        return [None] * len(ops)
+    vetted = _vet_rows([r for r in rows if r.id is not None], ops)
+    written = {r.ord - 1: r for r in rows if r.new_id is not None}
     for cafe_id, indexes in vetted.fresh.items():
-        rows = [_note_row(vetted, cafe_id, ops[i]) for i in indexes]
-        params = {"cafe_id": cafe_id, "round": vetted.rounds[cafe_id], "n": len(rows),
-                  "participant_ids": [r["participant_id"] for r in rows],
-                  "client_ids": [r["client_id"] for r in rows], "tables": [r["table"] for r in rows],
-                  "texts": [r["text"] for r in rows], "langs": [r["lang"] for r in rows],
-                  "ats": [r["created_at"] for r in rows]}
-        try:
-            stored = sorted(connection.execute(_insert_at_once(), params).all(), key=lambda s: s.version)
-            connection.commit()               # nothing to send: the statement committed itself
-        except DBAPIError:
-            # e.g. the same client_id from a second tab on another worker: the statement wrote nothing
-            connection.rollback()
-            log.info("notes of café %s go through the transaction", cafe_id, exc_info=True)
-            continue
-        if len(stored) != len(rows):          # the round ended meanwhile: nothing was written
-            continue
-        for i, row, note in zip(indexes, rows, stored):
-            vetted.outcomes[i] = _announce(outboxes[i], row | {"version": note.version}, note.id)
+        for i in indexes:
+            note = written.get(i)
+            if note is not None:
+                row = _note_row(vetted, cafe_id, ops[i]) | {"version": note.new_version}
+                vetted.outcomes[i] = _announce(outboxes[i], row, note.new_id)
     _repeats(ops, vetted)
     return vetted.outcomes
 

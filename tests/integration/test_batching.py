@@ -217,11 +217,11 @@ def test_a_writer_connection_the_database_dropped_costs_one_retry_and_loses_noth
         assert count == 1
 
 
-def test_on_postgresql_a_batch_of_notes_is_checked_and_written_in_two_statements_outside_a_transaction(
+def test_on_postgresql_a_batch_of_notes_is_checked_and_written_in_one_statement_outside_a_transaction(
         pg_app: Any) -> None:
-    """PostgreSQL: a batch of notes makes two round trips (the checks, and one statement that numbers and
-    inserts them and commits itself) where a transaction made five, and the café's row is locked only while
-    that statement runs, never across a round trip that another worker's batch would wait for."""
+    """PostgreSQL: a batch of notes makes one round trip (a statement that checks, numbers and inserts them
+    and commits itself) where a transaction made five, and the café's row is locked only while that
+    statement runs, never across a round trip that another worker's batch would wait for."""
     from sqlalchemy import event
 
     from cafe.extensions import db
@@ -243,28 +243,32 @@ def test_on_postgresql_a_batch_of_notes_is_checked_and_written_in_two_statements
         event.remove(engine, "before_cursor_execute", record)
     assert answer["ok"] and again["ok"], (answer, again)
     assert again["note"]["version"] == answer["note"]["version"] + 1
-    assert statements == [("SELECT", True), ("WITH", True)] * 2, statements
+    assert statements == [("WITH", True)] * 2, statements
 
 
-def _between_the_checks_and_the_write(monkeypatch: Any, change: str, **params: Any) -> None:
-    """Run the SQL ``change`` on a connection of its own once: after the checks of the next notes written
-    outside a transaction, before their write (as another worker or the facilitator might)."""
-    from sqlalchemy import text
+def _while_a_transaction_holds(postgres_url: str, change: str, phone: Any, client_id: str,
+                               **params: Any) -> dict[str, Any]:
+    """Send a note while another connection's transaction has made ``change`` and not yet committed (as
+    another worker, or the facilitator ending the round, might): the note's statement reads a snapshot
+    without the change and waits for that transaction's lock; the transaction then commits."""
+    import time
 
-    from cafe.extensions import db
-    from cafe.services import notes
+    import psycopg
 
-    real, done = notes._vet, []
-
-    def vet(connection: Any, ops: Any) -> Any:
-        vetted = real(connection, ops)
-        if not isinstance(connection, Session) and not done:
-            done.append(True)
-            with db.engine.begin() as other:
-                other.execute(text(change), params)
-        return vetted
-
-    monkeypatch.setattr(notes, "_vet", vet)
+    answers: list[dict[str, Any]] = []
+    with psycopg.connect(postgres_url) as other:
+        other.execute(change, params)
+        sender = threading.Thread(target=lambda: answers.append(_note(phone, client_id)))
+        sender.start()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not other.execute(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()[0]:
+            time.sleep(0.02)
+        waited = other.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()[0]
+        other.commit()
+    sender.join(10)
+    assert waited, "the note's statement did not wait for the other transaction"
+    return answers[0]
 
 
 def _version(app: Any, cafe_id: int) -> int:
@@ -277,8 +281,7 @@ def _version(app: Any, cafe_id: int) -> int:
     return version
 
 
-def test_on_postgresql_a_note_whose_round_ends_between_its_checks_and_its_write_is_refused_not_stored(
-        pg_app: Any, monkeypatch: Any) -> None:
+def test_on_postgresql_a_note_sent_as_its_round_ends_is_refused_not_stored(pg_app: Any, postgres_url: str) -> None:
     from sqlalchemy import func, select
 
     from cafe.extensions import db
@@ -286,21 +289,21 @@ def test_on_postgresql_a_note_whose_round_ends_between_its_checks_and_its_write_
 
     phone, cafe_id, _ = _seated(Actions(pg_app))
     before = _version(pg_app, cafe_id)
-    _between_the_checks_and_the_write(monkeypatch, "UPDATE cafe SET phase = 'break' WHERE id = :id", id=cafe_id)
     client_id = str(uuid.uuid4())
-    answer = _note(phone, client_id)
+    answer = _while_a_transaction_holds(postgres_url, "UPDATE cafe SET phase = 'break' WHERE id = %(id)s", phone,
+                                        client_id, id=cafe_id)
     assert not answer["ok"] and answer["error"]["code"] == "wrong_phase", answer
     assert _version(pg_app, cafe_id) == before
     with pg_app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Note).where(Note.client_id == client_id)) == 0
 
 
-def test_on_postgresql_a_note_another_worker_stores_between_its_checks_and_its_write_is_answered_once(
-        pg_app: Any, monkeypatch: Any) -> None:
-    """The same note from a second tab, handled by another worker a moment earlier: the statement that would
-    store it again fails on the unique client id and writes nothing (not even the version); the note goes
-    through the transaction, which answers with the stored note."""
-    from sqlalchemy import func, select
+def test_on_postgresql_a_note_another_worker_is_storing_at_the_same_moment_is_stored_and_answered_once(
+        pg_app: Any, postgres_url: str) -> None:
+    """The same note from a second tab, handled by another worker at the same moment: the statement that
+    would store it again fails on the unique client id and writes nothing (not even the version); the note
+    goes through the transaction, which answers with the stored note."""
+    from sqlalchemy import select
 
     from cafe.extensions import db
     from cafe.models import Note
@@ -308,13 +311,84 @@ def test_on_postgresql_a_note_another_worker_stores_between_its_checks_and_its_w
     phone, cafe_id, person_id = _seated(Actions(pg_app))
     before = _version(pg_app, cafe_id)
     client_id = str(uuid.uuid4())
-    _between_the_checks_and_the_write(
-        monkeypatch, "INSERT INTO note (cafe_id, participant_id, client_id, round, \"table\", text, created_at, "
-        "updated_at, version, hidden, scribed) VALUES (:cafe, :person, :client, 1, 1, 'More buses at night', 0, 0, "
-        ":version, false, false)", cafe=cafe_id, person=person_id, client=client_id, version=before)
-    answer = _note(phone, client_id)
+    answer = _while_a_transaction_holds(
+        postgres_url, "INSERT INTO note (cafe_id, participant_id, client_id, round, \"table\", text, created_at, "
+        "updated_at, version, hidden, scribed) VALUES (%(cafe)s, %(person)s, %(client)s, 1, 1, "
+        "'More buses at night', 0, 0, %(version)s, false, false)", phone, client_id, cafe=cafe_id,
+        person=person_id, client=client_id, version=before)
     assert answer["ok"] and answer["duplicate"], answer
     assert _version(pg_app, cafe_id) == before
     with pg_app.app_context():
         stored = db.session.scalars(select(Note).where(Note.client_id == client_id)).all()
     assert [n.id for n in stored] == [answer["note"]["id"]]
+
+
+@both_databases
+def test_one_batch_of_notes_answers_each_writer_by_the_rules(actions: Actions) -> None:
+    """Many notes in one batch (on PostgreSQL: the single statement; on SQLite: the transaction): new ones are
+    numbered in order, a note sent twice in the batch or sent again later is stored once, and a writer who
+    has not joined, or has no table yet, is told so; nothing else is written."""
+    from sqlalchemy import event, func, select
+
+    from cafe.domain.protocol import NoteAdd
+    from cafe.extensions import db
+    from cafe.models import Note
+    from cafe.services import notes
+
+    fac = actions.facilitator()
+    cafe = actions.cafe(fac)
+    dash = actions.facilitator_socket(fac, cafe["id"])
+    people = [actions.phone(cafe["join_code"])[1]["participant"]["id"] for _ in range(2)]
+    assert dash.emit("round_start", {"cafe_id": cafe["id"]}, callback=True)["ok"]
+    late = actions.phone(cafe["join_code"])[1]["participant"]["id"]      # joined during the round: no table
+    committer = GroupCommitter(actions.app, actions.app.extensions["socketio"], RecordingPublisher(), window=0.5,
+                               max_batch=50)
+    again = str(uuid.uuid4())
+    assert notes.add(committer, people[0], NoteAdd(client_id=again, text="sent before"), 1.0)["duplicate"] is False
+    before = _version(actions.app, cafe["id"])
+    twice = str(uuid.uuid4())
+    batch = [(people[0], str(uuid.uuid4())), (people[1], twice), (people[1], twice), (people[0], again),
+             (10**6, str(uuid.uuid4())), (late, str(uuid.uuid4())), (people[1], str(uuid.uuid4()))]
+    answers: dict[int, Any] = {}
+    gate = threading.Barrier(len(batch))
+
+    def submit(n: int, person: int, client_id: str) -> None:
+        gate.wait()
+        try:
+            answers[n] = notes.add(committer, person, NoteAdd(client_id=client_id, text=f"note {n}"), 2.0)
+        except Exception as exc:  # noqa: BLE001 - the service's refusals are what is checked
+            answers[n] = exc
+
+    with actions.app.app_context():
+        engine = db.engine
+    inserts: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "INSERT INTO note" in statement:
+            inserts.append(statement.split()[0].upper())
+
+    event.listen(engine, "before_cursor_execute", record)
+    threads = [threading.Thread(target=submit, args=(n, p, c)) for n, (p, c) in enumerate(batch)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    committer.stop()
+    assert committer.batches == 2, committer.batches                 # the note sent before, then the rest
+    if engine.dialect.name == "postgresql":
+        # the new notes were written by the single statement, not by the transaction after it failed (the
+        # transaction's insert is a plain INSERT)
+        assert inserts == ["WITH"], inserts
+    assert answers[1]["note"]["id"] == answers[2]["note"]["id"]             # the same note sent twice at once
+    assert sorted([answers[1]["duplicate"], answers[2]["duplicate"]]) == [False, True]
+    new = [answers[0], answers[6], answers[1] if not answers[1]["duplicate"] else answers[2]]
+    assert sorted(a["note"]["version"] for a in new) == [before + 1, before + 2, before + 3]
+    assert answers[3]["duplicate"] and answers[3]["note"]["text"] == "sent before"
+    assert getattr(answers[4], "code", None) == "not_joined", answers[4]
+    assert getattr(answers[5], "code", None) == "no_seat", answers[5]
+    assert _version(actions.app, cafe["id"]) == before + 3
+    with actions.app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Note).where(Note.cafe_id == cafe["id"])) == 4
