@@ -5,8 +5,9 @@ A socket handler must never stall the server's event loop on a commit per note. 
 queued, runs the operations of a kind that can run in bulk (new notes) together, each other one
 inside its own savepoint, commits once, publishes the events, and only then wakes each writer with its
 result. On PostgreSQL, operations that can write without a transaction (new notes: see
-``cafe.services.notes._add_at_once``) run first, each statement committing itself: two round trips
-instead of five, and no lock on the café's row held across a round trip. So "acknowledged" always means "committed", and one bad operation never spoils the others in
+``cafe.services.notes._add_at_once``) run first, each statement committing itself: one round trip
+instead of five, and no lock on the café's row held across a round trip. The writer's connection waits
+briefly for PostgreSQL's answers without yielding to the event loop (see ``cafe.services.pgwait``). So "acknowledged" always means "committed", and one bad operation never spoils the others in
 its batch: a bulk run that fails is rolled back and its operations run again one by one.
 
 The writer keeps a database connection of its own while batches keep coming (see ``_connect``): every
@@ -23,6 +24,7 @@ from typing import Any, Callable
 
 from sqlalchemy.orm import Session
 
+from . import pgwait
 from .errors import ServiceError
 from .events import Outbox, Publisher
 
@@ -44,8 +46,10 @@ class _Pending:
 class GroupCommitter:
     """One writer task per process. ``submit`` blocks the calling task (not the loop) until committed."""
 
-    def __init__(self, app: Any, socketio: Any, publisher: Publisher, *, window: float, max_batch: int) -> None:
+    def __init__(self, app: Any, socketio: Any, publisher: Publisher, *, window: float, max_batch: int,
+                 blocking_wait: float = 0.0) -> None:
         self.app = app
+        self.blocking_wait = blocking_wait   # see cafe.services.pgwait
         self.socketio = socketio
         self.publisher = publisher
         self.window = window
@@ -99,6 +103,7 @@ class GroupCommitter:
             self._release()
         if self._connection is None:
             self._connection = engine.connect()
+            pgwait.install(self._connection.connection.dbapi_connection, self.blocking_wait)
         self._last_used = time.monotonic()
         return self._connection
 
@@ -108,6 +113,10 @@ class GroupCommitter:
     def _release(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
+            try:
+                pgwait.uninstall(connection.connection.dbapi_connection)
+            except Exception:  # pragma: no cover - a connection already gone
+                pass
             try:
                 connection.close()
             except Exception:  # pragma: no cover - a broken connection: the pool discards it
