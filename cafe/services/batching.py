@@ -4,16 +4,19 @@ A socket handler must never stall the server's event loop on a commit per note. 
 *operation* (a function of the session and an outbox) and wait; one background task takes everything
 queued, runs the operations of a kind that can run in bulk (new notes) together, each other one
 inside its own savepoint, commits once, publishes the events, and only then wakes each writer with its
-result. On PostgreSQL, operations that can write without a transaction (new notes: see
-``cafe.services.notes._add_at_once``) run first, each statement committing itself: one round trip
-instead of five, and no lock on the café's row held across a round trip. The writer's connection waits
-briefly for PostgreSQL's answers without yielding to the event loop (see ``cafe.services.pgwait``). So "acknowledged" always means "committed", and one bad operation never spoils the others in
+result. So "acknowledged" always means "committed", and one bad operation never spoils the others in
 its batch: a bulk run that fails is rolled back and its operations run again one by one.
+
+On PostgreSQL, operations that can write without a transaction (new notes: see
+``cafe.services.notes._add_at_once``) run first, each statement committing itself: one round trip
+instead of five, and no lock on the café's row held across a round trip. Whatever they leave (a resent
+note, a round that ended meanwhile) runs in the transaction after them.
 
 The writer keeps a database connection of its own while batches keep coming (see ``_connect``): every
 round trip a batch makes is a wait for all its writers, and the pool's checkout ping and check-in rollback
 were two of them. The note path's statements are built once (see ``cafe.services.notes``) for the same
-reason: building them cost more than running them.
+reason: building them cost more than running them. On PostgreSQL the writer's connection waits briefly for
+each answer without yielding to the event loop (see ``cafe.services.pgwait``).
 """
 from __future__ import annotations
 

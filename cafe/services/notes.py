@@ -119,8 +119,8 @@ def _vet(connection: Any, ops: list[_AddNote]) -> _Vetted:
 
 
 def _vet_rows(rows: Any, ops: list[_AddNote]) -> _Vetted:
-    """The rules of :func:`_add_one` for a batch, on the rows of :func:`_writers_query` (one per writer, or
-    per writer and note they already stored with one of the batch's client ids)."""
+    """The rules of :func:`_add_one` for a batch, on rows with the columns of :func:`_writers_query` (from
+    it, or from :func:`_write_at_once`); a writer missing from them has not joined."""
     people = {r.id: r for r in rows}
     cafes = {r.cafe_id: r for r in rows}
     tables = {r.id: r.table for r in rows if r.phase == "round" and r.table is not None}
