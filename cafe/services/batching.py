@@ -223,9 +223,11 @@ class GroupCommitter:
                     outcomes = at_once(connection, [p.op for p in group], [p.outbox for p in group])
                     connection.commit()
                 except Exception:
+                    # e.g. a unique clash with the same note from a second tab on another worker: the statement
+                    # wrote nothing, and the transaction's checks answer these operations
                     connection.rollback()
-                    log.warning("operations of a batch failed outside the transaction; running them inside it",
-                                exc_info=True)
+                    log.info("operations of a batch failed outside the transaction; running them inside it",
+                             exc_info=True)
                     outcomes = [None] * len(group)
                 for pending, outcome in zip(group, outcomes):
                     if outcome is None:

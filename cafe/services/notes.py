@@ -7,13 +7,11 @@ events to publish in the outbox; the committer publishes them after the commit.
 from __future__ import annotations
 
 import functools
-import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Insert, Select, TextClause, bindparam, insert, select, text
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from ..domain.protocol import NoteAdd, NoteDelete, NoteEdit, NotesEnter
@@ -23,8 +21,6 @@ from .batching import GroupCommitter
 from .cafes import bump_version, can_scribe, cafe_for_facilitator, note_payload
 from .errors import ServiceError
 from .events import Outbox, facilitators_room, table_room
-
-log = logging.getLogger(__name__)
 
 
 def _writer(session: Session, participant_id: int) -> tuple[Participant, Cafe]:
@@ -253,19 +249,14 @@ def _add_at_once(connection: Any, ops: list[_AddNote], outboxes: list[Outbox]) -
     """PostgreSQL, outside any transaction: the whole batch in one statement (see :func:`_write_at_once`).
     One round trip, where a transaction took five (BEGIN, the checks, the version, the insert, COMMIT), and
     no lock held across a round trip, which another worker's batch would wait for. ``None`` for a note this
-    path leaves to the transaction: a resent one (its answer needs the stored note), one whose round ended
-    while the statement waited for the café's row, or all of them if the statement failed (the same note
-    stored a moment earlier from a second tab on another worker: nothing was written)."""
+    path leaves to the transaction: a resent one (its answer needs the stored note), or one whose round
+    ended while the statement waited for the café's row. If the statement fails (e.g. the same note stored
+    a moment earlier from a second tab on another worker), it wrote nothing and the committer runs the
+    whole batch in the transaction."""
     params = {"participant_ids": [op.participant_id for op in ops], "client_ids": [op.cmd.client_id for op in ops],
               "texts": [op.cmd.text for op in ops], "langs": [op.cmd.lang or None for op in ops],
               "ats": [op.now for op in ops]}
-    try:
-        rows = connection.execute(_write_at_once(), params).all()
-        connection.commit()                   # nothing to send: the statement committed itself
-    except DBAPIError:
-        connection.rollback()
-        log.info("a batch of notes goes through the transaction", exc_info=True)
-        return [None] * len(ops)
+    rows = connection.execute(_write_at_once(), params).all()
     vetted = _vet_rows([r for r in rows if r.id is not None], ops)
     written = {r.ord - 1: r for r in rows if r.new_id is not None}
     for cafe_id, indexes in vetted.fresh.items():
