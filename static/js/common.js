@@ -145,6 +145,53 @@
     });
   };
 
+  /* Which café version a page may call "everything up to here" (the since_version it sends when it
+     joins again after a dropped connection).
+
+     A page hears its own worker's events in the order they were sent; with several workers, two
+     changes committed one after the other can still arrive the other way round (each worker publishes
+     its own through the message queue). So the highest version seen so far proves nothing: an older
+     event may still be on its way, and lost if the connection drops first. A snapshot's version is
+     safe at once (it was read after everything below it committed); an event's becomes safe once the
+     page has heard from the server (any event, or its ping) settleMs after it: anything committed
+     before it was published long before that and came first on the same connection. When the
+     connection drops, the versions not yet safe are forgotten: the page then asks from the last safe
+     one and gets a snapshot if anything changed since. */
+  Cafe.VERSION_SETTLE_MS = 10000;
+  Cafe.versionTracker = function (settleMs) {
+    var settle = typeof settleMs === 'number' ? settleMs : Cafe.VERSION_SETTLE_MS;
+    var safe = null;      // a version every change up to which has arrived (or is in the snapshot)
+    var unsure = [];      // [version, time heard] of events since, newest last
+    var lastHeard = 0;
+    function ripen() {
+      var cutoff = lastHeard - settle;
+      while (unsure.length && unsure[0][1] <= cutoff) {
+        var v = unsure.shift()[0];
+        if (safe === null || v > safe) { safe = v; }
+      }
+    }
+    return {
+      snapshot: function (version) {
+        if (typeof version !== 'number') { return; }
+        safe = version;
+        unsure = [];
+      },
+      heard: function (version, now) {
+        lastHeard = typeof now === 'number' ? now : Date.now();
+        if (typeof version === 'number' && safe !== null && version > safe) { unsure.push([version, lastHeard]); }
+        ripen();
+      },
+      dropped: function () { ripen(); unsure = []; },
+      since: function () { ripen(); return safe; }
+    };
+  };
+
+  /* Whether a copy of a thing (a note) may replace the one a page holds: not when it is older. */
+  Cafe.isNewer = function (incoming, held) {
+    return !held || typeof held.version !== 'number' || typeof incoming.version !== 'number' ||
+      incoming.version >= held.version;
+  };
+
   Cafe.uuid = function () {
     if (window.crypto && window.crypto.randomUUID) { return window.crypto.randomUUID(); }
     var bytes = new Uint8Array(16);

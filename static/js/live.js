@@ -28,6 +28,9 @@
       model.notes = {};
       for (var j = 0; j < s.notes.length; j++) { model.notes[s.notes[j].id] = s.notes[j]; }
       model.version = s.state.version;
+      versions.snapshot(s.state.version);
+      gone = {};
+      themesVersion = s.state.version;
       model.themes = s.themes || [];
       model.tally = s.tally || null;
       model.priorities = s.priorities || null;
@@ -35,7 +38,8 @@
 
     function join() {
       var payload = {cafe_id: cafeId};
-      if (model.version !== null) { payload.since_version = model.version; }
+      var since = versions.since();
+      if (since !== null) { payload.since_version = since; }
       C.command(socket, 'facilitator_join', payload, function (answer) {
         if (!answer.ok) { model.error = answer.error.message; changed('error'); return; }
         if (answer.snapshot) { applySnapshot(answer.snapshot); }
@@ -43,9 +47,21 @@
       });
     }
 
+    /* See Cafe.versionTracker: with several workers, events can arrive out of order. */
+    var versions = C.versionTracker();
+    var gone = {};           // note id -> version of its deletion (an older copy arriving late stays out)
+    var themesVersion = -1;
+    function keepNote(note) {
+      if (!note || (gone[note.id] !== undefined && gone[note.id] >= note.version)) { return; }
+      if (C.isNewer(note, model.notes[note.id])) { model.notes[note.id] = note; }
+    }
+    socket.onAny(function (name, m) { versions.heard(m && typeof m === 'object' ? m.version : undefined); });
+    socket.io.on('ping', function () { versions.heard(); });
+
     socket.on('connect', function () { model.online = true; join(); changed('connection'); });
-    socket.on('disconnect', function () { model.online = false; changed('connection'); });
+    socket.on('disconnect', function () { versions.dropped(); model.online = false; changed('connection'); });
     socket.on('cafe_state', function (s) {
+      if (model.state && typeof s.version === 'number' && s.version < model.state.version) { return; }
       var roundChanged = !model.state || model.state.round !== s.round || model.state.phase !== s.phase;
       model.state = s; model.version = s.version; C.syncClock(s);
       changed(roundChanged ? 'phase' : 'state');
@@ -56,10 +72,27 @@
       if (m.participant) { model.participants[m.participant.id] = m.participant; }
       changed('participants');
     });
-    socket.on('note_added', function (m) { model.notes[m.note.id] = m.note; model.version = m.version; changed('notes'); });
-    socket.on('note_updated', function (m) { model.notes[m.note.id] = m.note; changed('notes'); });
-    socket.on('note_deleted', function (m) { delete model.notes[m.note_id]; changed('notes'); });
-    socket.on('themes_changed', function (m) { model.themes = m.themes; changed('themes'); });
+    socket.on('note_added', function (m) {
+      keepNote(m.note);
+      if (typeof m.version === 'number' && m.version > model.version) { model.version = m.version; }
+      changed('notes');
+    });
+    socket.on('note_updated', function (m) { keepNote(m.note); changed('notes'); });
+    socket.on('note_deleted', function (m) {
+      var held = model.notes[m.note_id];
+      if (held && typeof held.version === 'number' && typeof m.version === 'number' && held.version > m.version) { return; }
+      gone[m.note_id] = typeof m.version === 'number' ? m.version : Infinity;
+      delete model.notes[m.note_id];
+      changed('notes');
+    });
+    socket.on('themes_changed', function (m) {
+      if (typeof m.version === 'number') {
+        if (m.version < themesVersion) { return; }
+        themesVersion = m.version;
+      }
+      model.themes = m.themes;
+      changed('themes');
+    });
     socket.on('tally_changed', function (m) { model.tally = m; changed('tally'); });
     socket.on('priorities_ranked', function (m) { model.priorities = m.priorities; changed('priorities'); });
 

@@ -14,7 +14,9 @@
   var ops = C.store.get(opsKey, []);   // edits and deletes not yet saved: [{op, note_id, text?}]
   /* Answers that mean "try again later" (the change stays queued); any other refusal is final. */
   var RETRYABLE = ['timeout', 'storage_unavailable', 'no_answer', 'internal', 'rate_limited'];
-  var versionKey = 'cafe.version.' + code;
+  var versions = C.versionTracker();   // see Cafe.versionTracker: events may arrive out of order
+  var gone = {};          // note id -> version of its deletion (an older copy arriving late stays out)
+  var themesVersion = -1;
 
   var socket = null;
   var me = null;          // {id, name, ...}
@@ -64,7 +66,7 @@
     var token = C.store.get(tokenKey, null);
     if (token) {
       payload.rejoin_token = token;
-      var since = C.store.get(versionKey, null);
+      var since = versions.since();
       if (since !== null && state) { payload.since_version = since; }
     }
     if (name) { payload.name = name; }
@@ -143,7 +145,11 @@
   }
 
   function applySnapshot(snapshot) {
+    state = null;
     setState(snapshot.state);
+    versions.snapshot(snapshot.state.version);
+    gone = {};
+    themesVersion = snapshot.state.version;
     seat = snapshot.seat;
     notes = {};
     for (var i = 0; i < snapshot.notes.length; i++) { notes[snapshot.notes[i].id] = snapshot.notes[i]; }
@@ -155,10 +161,12 @@
     priorities = snapshot.priorities || null;
   }
 
+  /* An older state arriving after a newer one (from another worker) is not applied. */
   function setState(newState) {
+    if (state && typeof newState.version === 'number' && newState.version < state.version) { return false; }
     state = newState;
     C.syncClock(state);
-    C.store.set(versionKey, state.version);
+    return true;
   }
 
   /* --- drawing --- */
@@ -511,26 +519,40 @@
       if (C.store.get(tokenKey, null)) { cancelJoinRetry(); join(); }
       else if (pendingJoin) { var p = pendingJoin; pendingJoin = null; C.byId('join-error').hidden = true; join(p.name, p.language); }
     });
-    socket.on('disconnect', function () { setStatus('offline'); });
+    socket.on('disconnect', function () { versions.dropped(); setStatus('offline'); });
+    socket.onAny(function (name, m) { versions.heard(m && typeof m === 'object' ? m.version : undefined); });
+    socket.io.on('ping', function () { versions.heard(); });
     socket.on('connect_error', function () { setStatus('offline'); });
-    on('cafe_state', function (s) { setState(s); render(); });
+    on('cafe_state', function (s) { if (setState(s)) { render(); } });
     on('seat_assigned', function (s) {
       seat = s;
       // notes of an earlier table are no longer this table's
       render();
     });
     on('note_added', function (m) {
-      notes[m.note.id] = markMine(m.note);
-      C.store.set(versionKey, m.version);
+      keepNote(m.note);
       // The table hears of a note once it is committed, maybe before its writer's answer arrives: this
       // phone's own note is saved then, and must not show twice (saved, and still waiting to send).
       if (inOutbox(m.note.client_id)) { removeFromOutbox(m.note.client_id); }
       drawIfRound();
     });
-    on('note_updated', function (m) { notes[m.note.id] = markMine(m.note); drawIfRound(); });
-    on('note_deleted', function (m) { delete notes[m.note_id]; drawIfRound(); });
+    on('note_updated', function (m) { keepNote(m.note); drawIfRound(); });
+    on('note_deleted', function (m) {
+      var held = notes[m.note_id];
+      if (held && typeof held.version === 'number' && typeof m.version === 'number' && held.version > m.version) { return; }
+      gone[m.note_id] = typeof m.version === 'number' ? m.version : Infinity;
+      delete notes[m.note_id];
+      drawIfRound();
+    });
     socket.on('participants_changed', function () { /* the phone does not need the count */ });
-    on('themes_changed', function (m) { themes = m.themes; if (state) { render(); } });
+    on('themes_changed', function (m) {
+      if (typeof m.version === 'number') {
+        if (m.version < themesVersion) { return; }
+        themesVersion = m.version;
+      }
+      themes = m.themes;
+      if (state) { render(); }
+    });
     on('tally_changed', function (m) { tally = m; if (state && !views.harvest.hidden) { drawHarvest(); } });
     on('priorities_ranked', function (m) { priorities = m.priorities; if (state) { render(); } });
     socket.on('scribe_changed', function (m) { canScribe = !!m.can_scribe; if (state) { render(); } });
@@ -539,6 +561,11 @@
       C.byId('lobby-message').textContent = m.message || C.t('The facilitator has removed you from this café.');
       show('lobby');
     });
+  }
+
+  function keepNote(note) {
+    if (!note || (gone[note.id] !== undefined && gone[note.id] >= note.version)) { return; }
+    if (C.isNewer(note, notes[note.id])) { notes[note.id] = markMine(note); }
   }
 
   function markMine(note) {

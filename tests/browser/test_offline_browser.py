@@ -131,3 +131,119 @@ def test_a_phone_told_the_server_is_busy_asks_again_by_itself(live_server: LiveS
     assert joins == {"answered_busy": 1, "passed_on": 1}
     assert phone.locator("#join-error").is_hidden()
     ctx.close()
+
+
+class _HoldBack:
+    """Playwright websocket routing that can keep one note's ``note_added`` from reaching a page (as if it
+    were still on its way from another worker when the connection dropped) and can drop the connection."""
+
+    def __init__(self) -> None:
+        self.hold_text: str | None = None
+        self.held: list[str] = []
+        self.current: Any = None
+
+    def route(self, ws: Any) -> None:
+        server = ws.connect_to_server()
+        self.current = ws
+
+        def from_server(message: str | bytes) -> None:
+            if (self.hold_text and isinstance(message, str) and message.startswith('42["note_added"')
+                    and self.hold_text in message):
+                self.held.append(message)         # never delivered: lost with this connection
+                return
+            ws.send(message)
+
+        server.on_message(from_server)
+
+
+def test_a_change_that_arrives_after_a_newer_one_is_not_lost_on_reconnecting(live_server: LiveServer,
+                                                                               browser: Any) -> None:
+    """With several workers, a page can hear of note 2 before note 1 (each worker publishes its own). If
+    its connection then drops, the version it asks from on reconnecting must not be note 2's, or the
+    server finds it up to date and note 1 never shows. Here note 1's event is held back from a phone at
+    the table and from the dashboard, their connections are dropped, and both must show note 1 after."""
+    import re
+
+    email, password = make_facilitator(live_server)
+    fac = browser.new_context(viewport={"width": 1400, "height": 900})
+    control = fac.new_page()
+    control.set_default_timeout(20000)
+    control.goto(live_server.url + "/login")
+    control.fill("input[name=email]", email)
+    control.fill("input[name=password]", password)
+    control.click("main button[type=submit]")
+    control.goto(live_server.url + "/cafes/new")
+    control.fill("input[name=title]", "Order test")
+    control.click("main button[type=submit]")
+    control.wait_for_url("**/cafes/*")
+    cafe_id = int(control.url.rsplit("/", 1)[1])
+    control.goto(f"{live_server.url}/cafes/{cafe_id}/control")
+
+    routes = {"phone": _HoldBack(), "dashboard": _HoldBack()}
+    dash = fac.new_page()
+    watcher_ctx = browser.new_context(**PHONE)
+    watcher = watcher_ctx.new_page()
+    writer_ctx = browser.new_context(**PHONE)
+    writer = writer_ctx.new_page()
+    for who, page in (("phone", watcher), ("dashboard", dash), ("writer", writer)):
+        page.set_default_timeout(20000)
+        if who in routes:
+            page.route_web_socket(re.compile(r".*/socket\.io/.*"), routes[who].route)
+    dash.goto(f"{live_server.url}/cafes/{cafe_id}/dashboard")
+    join_url = dash.inner_text(".join-url").strip()
+    for phone in (watcher, writer):
+        phone.goto(join_url)
+        phone.click("#join-form button[type=submit]")
+        phone.wait_for_selector("#view-lobby:not([hidden])")
+    control.click("#btn-start")
+    for phone in (watcher, writer):
+        phone.click("#im-here")
+        phone.wait_for_selector("#note-text")
+
+    for route in routes.values():
+        route.hold_text = "Note one, older"
+    writer.fill("#note-text", "Note one, older")
+    writer.click("#note-form button[type=submit]")
+    writer.wait_for_selector(".note:has-text('Note one, older') .saved")
+    writer.fill("#note-text", "Note two, newer")
+    writer.click("#note-form button[type=submit]")
+    watcher.wait_for_selector("#notes :text('Note two, newer')")
+    dash.wait_for_selector(".sticky:has-text('Note two, newer')")
+    assert [len(r.held) for r in routes.values()] == [1, 1]
+    assert watcher.locator("#notes :text('Note one, older')").count() == 0
+    assert dash.locator(".sticky:has-text('Note one, older')").count() == 0
+
+    for route in routes.values():             # the connection drops before note one arrives
+        route.hold_text = None
+        route.current.close()
+    watcher.wait_for_selector("#connection.offline", state="attached")
+    watcher.wait_for_selector("#connection.online")
+    watcher.wait_for_selector("#notes :text('Note one, older')")
+    dash.wait_for_selector(".sticky:has-text('Note one, older')")
+    assert sorted(dash.locator(".sticky").all_inner_texts()) == ["Note one, older", "Note two, newer"]
+    for ctx in (fac, watcher_ctx, writer_ctx):
+        ctx.close()
+
+
+def test_the_version_a_page_asks_from_is_one_it_has_everything_up_to(live_server: LiveServer, browser: Any) -> None:
+    """Cafe.versionTracker on its own: a snapshot's version is safe at once; an event's only once the
+    server has been heard from the settling time after it; a dropped connection forgets the rest."""
+    ctx = browser.new_context(**PHONE)
+    page = ctx.new_page()
+    page.goto(live_server.url + "/login")
+    page.add_script_tag(url=live_server.url + "/static/js/common.js")
+    seen = page.evaluate("""() => {
+      const out = [];
+      const t = Cafe.versionTracker(1000);
+      t.heard(3, 0); out.push(t.since());               // nothing safe before a snapshot
+      t.snapshot(5); out.push(t.since());
+      t.heard(7, 100); t.heard(undefined, 600); out.push(t.since());   // 7 heard, not yet settled
+      t.heard(undefined, 1100); out.push(t.since());    // heard from the server 1 s after 7: safe
+      t.heard(4, 1150); out.push(t.since());            // an older one arriving late changes nothing
+      t.heard(9, 1200); t.heard(8, 1300); t.dropped(); out.push(t.since());  // dropped before they settled
+      t.heard(undefined, 5000); out.push(t.since());    // and they are forgotten
+      t.snapshot(12); out.push(t.since());
+      return out;
+    }""")
+    assert seen == [None, 5, 5, 7, 7, 7, 7, 12]
+    ctx.close()
