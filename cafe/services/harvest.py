@@ -97,7 +97,8 @@ def tally_payload(session: Session, cafe: Cafe) -> dict[str, Any]:
     paper = _paper(session, cafe.id)
     return {"tally": [{"theme_id": t, "dots": d, "voters": v, "paper": paper.get(t, 0)}
                       for t, (d, v) in sorted(sums.items()) if d or v],
-            "voters": len([a for a in allocations.values() if any(a.values())])}
+            "voters": len([a for a in allocations.values() if any(a.values())]),
+            "version": cafe.version}
 
 
 def priorities(session: Session, cafe: Cafe) -> list[Priority]:

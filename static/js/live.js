@@ -93,7 +93,12 @@
       model.themes = m.themes;
       changed('themes');
     });
-    socket.on('tally_changed', function (m) { model.tally = m; changed('tally'); });
+    socket.on('tally_changed', function (m) {
+      var held = model.tally;
+      if (held && typeof held.version === 'number' && typeof m.version === 'number' && m.version < held.version) { return; }
+      model.tally = m;
+      changed('tally');
+    });
     socket.on('priorities_ranked', function (m) { model.priorities = m.priorities; changed('priorities'); });
 
     /* Proposing themes clusters every note: on a big harvest that takes a while, so wait longer. */

@@ -553,7 +553,11 @@
       themes = m.themes;
       if (state) { render(); }
     });
-    on('tally_changed', function (m) { tally = m; if (state && !views.harvest.hidden) { drawHarvest(); } });
+    on('tally_changed', function (m) {
+      if (tally && typeof tally.version === 'number' && typeof m.version === 'number' && m.version < tally.version) { return; }
+      tally = m;
+      if (state && !views.harvest.hidden) { drawHarvest(); }
+    });
     on('priorities_ranked', function (m) { priorities = m.priorities; if (state) { render(); } });
     socket.on('scribe_changed', function (m) { canScribe = !!m.can_scribe; if (state) { render(); } });
     socket.on('removed', function (m) {

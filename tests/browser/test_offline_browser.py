@@ -247,3 +247,59 @@ def test_the_version_a_page_asks_from_is_one_it_has_everything_up_to(live_server
     }""")
     assert seen == [None, 5, 5, 7, 7, 7, 7, 12]
     ctx.close()
+
+
+def test_the_dashboard_model_keeps_the_newest_copy_whatever_order_events_arrive_in(live_server: LiveServer,
+                                                                                    browser: Any) -> None:
+    """static/js/live.js against a stand-in socket: events are handed to it out of version order, as two
+    workers can deliver them, and the model keeps the newest of each thing; a reconnect asks from the
+    snapshot's version, since none of the events had settled."""
+    ctx = browser.new_context()
+    page = ctx.new_page()
+    page.goto(live_server.url + "/login")
+    page.add_script_tag(url=live_server.url + "/static/js/common.js")
+    page.evaluate("""() => {
+      const handlers = {}, any = [];
+      window.sent = [];
+      window.fakeSocket = {
+        on(name, f) { (handlers[name] = handlers[name] || []).push(f); },
+        onAny(f) { any.push(f); },
+        emit(name, payload, done) { window.sent.push([name, payload, done]); },
+        io: {on() {}},
+        fire(name, m) { any.forEach(f => f(name, m)); (handlers[name] || []).forEach(f => f(m)); }
+      };
+      window.io = () => window.fakeSocket;
+    }""")
+    page.add_script_tag(url=live_server.url + "/static/js/live.js")
+    seen = page.evaluate("""() => {
+      const s = window.fakeSocket;
+      const model = Cafe.live(7, () => {});
+      const note = (id, version, text) => ({id, version, text, round: 1, table: 1});
+      s.fire('connect');
+      const [name, payload, answer] = window.sent.shift();
+      answer({ok: true, snapshot: {state: {version: 10, phase: 'round', round: 1}, seating: {round: 1, tables: []},
+              participants: [], notes: [], themes: [], tally: {tally: [], voters: 0, version: 10}}});
+      s.fire('note_added', {note: note(2, 12, 'two'), version: 12});
+      s.fire('note_added', {note: note(1, 11, 'one'), version: 11});
+      s.fire('note_updated', {note: note(2, 14, 'two, edited'), version: 14});
+      s.fire('note_updated', {note: note(2, 13, 'two, first edit'), version: 13});
+      s.fire('note_deleted', {note_id: 1, round: 1, table: 1, version: 15});
+      s.fire('note_added', {note: note(1, 11, 'one'), version: 11});
+      s.fire('tally_changed', {tally: [{theme_id: 1, dots: 9, voters: 5, paper: 0}], voters: 5, version: 20});
+      s.fire('tally_changed', {tally: [{theme_id: 1, dots: 4, voters: 2, paper: 0}], voters: 2, version: 18});
+      s.fire('themes_changed', {themes: [{id: 1, label: 'newer'}], version: 21});
+      s.fire('themes_changed', {themes: [{id: 1, label: 'older'}], version: 19});
+      s.fire('cafe_state', {version: 22, phase: 'break', round: 1});
+      s.fire('cafe_state', {version: 16, phase: 'round', round: 1});
+      s.fire('disconnect');
+      s.fire('connect');
+      const again = window.sent.shift();
+      return {first: [name, payload.since_version === undefined], notes: model.notes, tally: model.tally.voters,
+              themes: model.themes[0].label, phase: [model.state.phase, model.state.version],
+              rejoin: [again[0], again[1].since_version]};
+    }""")
+    assert seen["first"] == ["facilitator_join", True]
+    assert {k: v["text"] for k, v in seen["notes"].items()} == {"2": "two, edited"}
+    assert seen["tally"] == 5 and seen["themes"] == "newer" and seen["phase"] == ["break", 22]
+    assert seen["rejoin"] == ["facilitator_join", 10]
+    ctx.close()

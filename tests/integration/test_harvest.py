@@ -172,6 +172,13 @@ def test_live_tally_to_phones_when_shown(harvested: dict[str, Any]) -> None:
     assert _vote(phone, {ids[0]: 5})["ok"]
     tally = of(events(watcher), "tally_changed")[-1]
     assert tally["tally"] == [{"theme_id": ids[0], "dots": 5, "voters": 1, "paper": 0}] and tally["voters"] == 1
+    # each tally carries the café's version it was counted at, so that a page can keep the newest when two
+    # workers' tallies arrive out of order
+    assert _vote(watcher, {ids[1]: 2})["ok"]
+    later = of(events(watcher), "tally_changed")[-1]
+    assert later["voters"] == 2 and later["version"] > tally["version"]
+    shown = cmd(harvested, "tally_show", show=False)
+    assert shown["ok"] and shown["state"]["version"] > later["version"]
 
 
 def test_bad_voting_settings(harvested: dict[str, Any]) -> None:
