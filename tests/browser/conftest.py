@@ -96,3 +96,22 @@ def screenshot_path(tmp_path: Path, name: str) -> Path:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         return SCREENSHOTS / name
     return tmp_path / name
+
+
+def sign_in_and_create_cafe(context: Any, base_url: str, email: str, password: str, title: str,
+                            timeout_ms: int = 20000) -> tuple[Any, int]:
+    """In a facilitator's browser context: sign in, create a café with the default settings and open its
+    control view. Returns that page and the café's id."""
+    page = context.new_page()
+    page.set_default_timeout(timeout_ms)
+    page.goto(base_url + "/login")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", password)
+    page.click("main button[type=submit]")
+    page.goto(base_url + "/cafes/new")
+    page.fill("input[name=title]", title)
+    page.click("main button[type=submit]")
+    page.wait_for_url("**/cafes/*")
+    cafe_id = int(page.url.rsplit("/", 1)[1])
+    page.goto(f"{base_url}/cafes/{cafe_id}/control")
+    return page, cafe_id

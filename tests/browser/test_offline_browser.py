@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import PHONE, LiveServer
+from tests.browser.conftest import PHONE, LiveServer, sign_in_and_create_cafe
 from tests.browser.test_harvest_browser import make_facilitator
 
 pytestmark = pytest.mark.browser
@@ -15,18 +15,7 @@ pytestmark = pytest.mark.browser
 def test_notes_written_offline_arrive_once(live_server: LiveServer, browser: Any, tmp_path: Path) -> None:
     email, password = make_facilitator(live_server)
     fac = browser.new_context(viewport={"width": 1400, "height": 900})
-    page = fac.new_page()
-    page.set_default_timeout(20000)
-    page.goto(live_server.url + "/login")
-    page.fill("input[name=email]", email)
-    page.fill("input[name=password]", password)
-    page.click("main button[type=submit]")
-    page.goto(live_server.url + "/cafes/new")
-    page.fill("input[name=title]", "Offline test")
-    page.click("main button[type=submit]")
-    page.wait_for_url("**/cafes/*")
-    cafe_id = int(page.url.rsplit("/", 1)[1])
-    page.goto(f"{live_server.url}/cafes/{cafe_id}/control")
+    page, cafe_id = sign_in_and_create_cafe(fac, live_server.url, email, password, "Offline test")
     dash = fac.new_page()
     dash.set_default_timeout(20000)
     dash.goto(f"{live_server.url}/cafes/{cafe_id}/dashboard")
@@ -166,18 +155,7 @@ def test_a_change_that_arrives_after_a_newer_one_is_not_lost_on_reconnecting(liv
 
     email, password = make_facilitator(live_server)
     fac = browser.new_context(viewport={"width": 1400, "height": 900})
-    control = fac.new_page()
-    control.set_default_timeout(20000)
-    control.goto(live_server.url + "/login")
-    control.fill("input[name=email]", email)
-    control.fill("input[name=password]", password)
-    control.click("main button[type=submit]")
-    control.goto(live_server.url + "/cafes/new")
-    control.fill("input[name=title]", "Order test")
-    control.click("main button[type=submit]")
-    control.wait_for_url("**/cafes/*")
-    cafe_id = int(control.url.rsplit("/", 1)[1])
-    control.goto(f"{live_server.url}/cafes/{cafe_id}/control")
+    control, cafe_id = sign_in_and_create_cafe(fac, live_server.url, email, password, "Order test")
 
     routes = {"phone": _HoldBack(), "dashboard": _HoldBack()}
     dash = fac.new_page()

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import PHONE
+from tests.browser.conftest import PHONE, sign_in_and_create_cafe
 from tests.conftest import _make_app
 from tests.fault_phones import KillableServer
 from tests.integration.test_two_workers import db_rows, workers  # noqa: F401  (the fixture)
@@ -53,18 +53,7 @@ def test_phones_and_dashboard_on_two_workers_one_of_which_restarts(
     w1, w2 = workers
     email, password = facilitator
     fac = browser.new_context(viewport={"width": 1400, "height": 900})
-    control = fac.new_page()
-    control.set_default_timeout(30000)
-    control.goto(w1.url + "/login")
-    control.fill("input[name=email]", email)
-    control.fill("input[name=password]", password)
-    control.click("main button[type=submit]")
-    control.goto(w1.url + "/cafes/new")
-    control.fill("input[name=title]", "Two workers")
-    control.click("main button[type=submit]")
-    control.wait_for_url("**/cafes/*")
-    cafe_id = int(control.url.rsplit("/", 1)[1])
-    control.goto(f"{w1.url}/cafes/{cafe_id}/control")
+    control, cafe_id = sign_in_and_create_cafe(fac, w1.url, email, password, "Two workers", timeout_ms=30000)
     dash = fac.new_page()                          # the same signed-in browser, on the other worker
     dash.set_default_timeout(30000)
     dash.goto(f"{w2.url}/cafes/{cafe_id}/dashboard")
