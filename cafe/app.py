@@ -62,7 +62,7 @@ def create_app(config: Any = None) -> Flask:
     migrate.init_app(app, db, directory=f"{root}/migrations", render_as_batch=True)
     babel.init_app(app, locale_selector=_select_locale)
     async_mode = app.config.get("CAFE_SERVER") or "threading"
-    from .web.transport import PollingGuard, SafePacket
+    from .web.transport import PollingGuard, SafePacket, share_pings
 
     queue = app.config.get("MESSAGE_QUEUE")
     managers: dict[str, Any] = {}
@@ -74,7 +74,9 @@ def create_app(config: Any = None) -> Flask:
         managers = {"message_queue": queue, "channel": app.config.get("SOCKETIO_CHANNEL", "cafe")}
     socketio.init_app(app, async_mode=async_mode, **managers, serializer=SafePacket,
                       max_http_buffer_size=app.config["MAX_HTTP_BUFFER_SIZE"], cors_allowed_origins=[],
-                      ping_interval=20, ping_timeout=20, logger=False, engineio_logger=False)
+                      ping_interval=app.config["PING_INTERVAL"], ping_timeout=app.config["PING_TIMEOUT"],
+                      logger=False, engineio_logger=False)
+    share_pings()
 
     # Flask-SocketIO pushes a request context per socket event; with no rule for its path Flask would keep
     # a NotFound (and its traceback, a reference cycle) for every event. The middleware answers it first.

@@ -67,6 +67,10 @@ class Config:
         # Which clustering pipeline proposes themes (None: the default; "tfidf" needs no model).
         self.THEME_MODEL = os.environ.get("CAFE_THEME_MODEL") or None
         self.MAX_HTTP_BUFFER_SIZE = int(os.environ.get("MAX_HTTP_BUFFER_SIZE", str(64 * 1024)))
+        # Engine.IO pings: every PING_INTERVAL seconds; a phone that has not answered PING_TIMEOUT seconds
+        # after one is taken as gone (its seat is kept for PRESENCE_GRACE_SECONDS).
+        self.PING_INTERVAL = float(os.environ.get("PING_INTERVAL", "20"))
+        self.PING_TIMEOUT = float(os.environ.get("PING_TIMEOUT", "20"))
         self.SQLALCHEMY_ENGINE_OPTIONS = _engine_options(self.SQLALCHEMY_DATABASE_URI)
 
 

@@ -5,13 +5,22 @@
 - :class:`PollingGuard`: long-polling POSTs over the size limit are refused with 413, and bodies that are
   not UTF-8 with 400, before Engine.IO reads them (it would otherwise log a traceback, or wait forever on
   a session it closed).
+- :func:`share_pings`: one task sends every connection's pings, instead of one sleeping task per
+  connection.
 """
 from __future__ import annotations
 
 import io
+import logging
+import time
+from collections import deque
 from typing import Any, Callable, Iterable
 
+from engineio import packet as eio_packet
+from engineio import socket as eio_socket
 from socketio import packet as sio_packet
+
+log = logging.getLogger(__name__)
 
 UNREADABLE = "unreadable_message"
 
@@ -54,3 +63,64 @@ class PollingGuard:
     def _refuse(start_response: Callable[..., Any], status: str, text: bytes) -> Iterable[bytes]:
         start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(text)))])
         return [text]
+
+
+class SharedPinger:
+    """Sends the Engine.IO pings of every connection of one server from a single task.
+
+    python-engineio starts a task per connection and per ping cycle, which sleeps ``ping_interval`` and
+    then sends one ping: under eventlet a sleeping task costs about 7 KB (measured: 7.3 KB each for
+    4,000), so 2,000 phones kept 14 MB asleep only to say "ping" every 20 seconds. Here a connection due
+    for its next ping (when it connects, and each time it answers one) joins a queue in the order it is
+    due (the interval is the same for all), and one task sends the pings as they fall due, exactly as the
+    library's task would have: ``last_ping`` set, then the ping queued. The library's service task still
+    closes the connections that stop answering."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.due: deque[tuple[float, Any]] = deque()
+        self.running = False
+
+    def schedule(self, sock: Any) -> None:
+        self.due.append((time.monotonic() + self.server.ping_interval, sock))
+        if not self.running:
+            self.running = True
+            self.server.start_background_task(self._run)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.send_due(time.monotonic())
+            except Exception:   # never let one connection stop everyone's pings
+                log.exception("sending pings failed")
+            wait = self.due[0][0] - time.monotonic() if self.due else self.server.ping_interval
+            self.server.sleep(min(max(wait, 0.05), 1.0))
+
+    def send_due(self, now: float) -> int:
+        sent = 0
+        while self.due and self.due[0][0] <= now:
+            _due, sock = self.due.popleft()
+            if sock.closing or sock.closed:
+                continue
+            try:
+                sock.last_ping = time.time()
+                sock.send(eio_packet.Packet(eio_packet.PING))
+                sent += 1
+            except Exception:
+                log.exception("could not ping %s", getattr(sock, "sid", "?"))
+        return sent
+
+
+def _schedule_ping(self: Any) -> None:
+    # As python-engineio's Socket.schedule_ping: only once the previous ping was answered.
+    if self.last_ping:
+        self.last_ping = None
+        pinger = self.server.__dict__.get("cafe_pinger")
+        if pinger is None:
+            pinger = self.server.__dict__.setdefault("cafe_pinger", SharedPinger(self.server))
+        pinger.schedule(self)
+
+
+def share_pings() -> None:
+    """Make python-engineio's (synchronous) sockets use :class:`SharedPinger`. Idempotent."""
+    eio_socket.Socket.schedule_ping = _schedule_ping  # type: ignore[method-assign]
