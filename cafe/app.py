@@ -75,7 +75,7 @@ def create_app(config: Any = None) -> Flask:
     socketio.init_app(app, async_mode=async_mode, **managers, serializer=SafePacket,
                       max_http_buffer_size=app.config["MAX_HTTP_BUFFER_SIZE"], cors_allowed_origins=[],
                       ping_interval=app.config["PING_INTERVAL"], ping_timeout=app.config["PING_TIMEOUT"],
-                      logger=False, engineio_logger=False)
+                      logger=False, engineio_logger=False, manage_session=False)
     share_pings()
 
     # Flask-SocketIO pushes a request context per socket event; with no rule for its path Flask would keep

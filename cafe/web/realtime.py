@@ -35,7 +35,7 @@ NOTES_PER_MINUTE = 30
 FAILED_JOINS_PER_MINUTE = 20
 
 
-@dataclass
+@dataclass(slots=True)
 class Identity:
     facilitator_id: int | None = None
     participant_id: int | None = None
