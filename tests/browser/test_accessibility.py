@@ -282,7 +282,7 @@ def test_rtl_notes_and_a_spanish_phone_beside_an_english_dashboard(live_server: 
     kinyarwanda.set_default_timeout(20000)
     kinyarwanda.goto(f"{live_server.url}/j/{info['code']}")
     kinyarwanda.select_option("#language", "rw")
-    kinyarwanda.wait_for_function("() => document.documentElement.lang === 'rw'")
+    kinyarwanda.wait_for_function("() => !!document.documentElement && document.documentElement.lang === 'rw'")
     kinyarwanda.click("#join-form button[type=submit]")
     kinyarwanda.wait_for_selector("#view-lobby:not([hidden])")
     assert "Ni iki gikwiye guhinduka mbere?" in kinyarwanda.inner_text("#view-lobby")
