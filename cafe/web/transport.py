@@ -89,11 +89,13 @@ class SharedPinger:
 
     def _run(self) -> None:
         while True:
+            wait = 1.0
             try:
                 self.send_due(time.monotonic())
+                if self.due:
+                    wait = self.due[0][0] - time.monotonic()
             except Exception:   # never let one connection stop everyone's pings
                 log.exception("sending pings failed")
-            wait = self.due[0][0] - time.monotonic() if self.due else self.server.ping_interval
             self.server.sleep(min(max(wait, 0.05), 1.0))
 
     def send_due(self, now: float) -> int:
