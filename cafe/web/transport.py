@@ -98,8 +98,7 @@ class SharedPinger:
                 log.exception("sending pings failed")
             self.server.sleep(min(max(wait, 0.05), 1.0))
 
-    def send_due(self, now: float) -> int:
-        sent = 0
+    def send_due(self, now: float) -> None:
         while self.due and self.due[0][0] <= now:
             _due, sock = self.due.popleft()
             if sock.closing or sock.closed:
@@ -107,10 +106,8 @@ class SharedPinger:
             try:
                 sock.last_ping = time.time()
                 sock.send(eio_packet.Packet(eio_packet.PING))
-                sent += 1
             except Exception:
                 log.exception("could not ping %s", getattr(sock, "sid", "?"))
-        return sent
 
 
 def _schedule_ping(self: Any) -> None:

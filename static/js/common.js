@@ -186,10 +186,41 @@
     };
   };
 
-  /* Whether a copy of a thing (a note) may replace the one a page holds: not when it is older. */
-  Cafe.isNewer = function (incoming, held) {
-    return !held || typeof held.version !== 'number' || typeof incoming.version !== 'number' ||
-      incoming.version >= held.version;
+  /* A versionTracker fed by a socket: every message and ping is "heard", a dropped connection forgets
+     what had not settled. */
+  Cafe.trackVersions = function (socket) {
+    var tracker = Cafe.versionTracker();
+    socket.onAny(function (name, m) { tracker.heard(m && typeof m === 'object' ? m.version : undefined); });
+    socket.io.on('ping', function () { tracker.heard(); });
+    socket.on('disconnect', function () { tracker.dropped(); });
+    return tracker;
+  };
+
+  /* Whether a copy of a thing (a note, the state, the tally) is older than the one a page holds. */
+  Cafe.isOlder = function (incoming, held) {
+    return !!held && typeof held.version === 'number' && typeof incoming.version === 'number' &&
+      incoming.version < held.version;
+  };
+
+  /* Keeps a page's notes (id -> note) newest first whatever order their events arrive in: an older copy
+     never replaces a newer one, and a deleted note stays deleted when an older copy arrives after. */
+  Cafe.noteKeeper = function () {
+    var gone = {};        // note id -> version of its deletion
+    return {
+      reset: function () { gone = {}; },
+      keep: function (notes, note, prepare) {
+        if (!note || (gone[note.id] !== undefined && gone[note.id] >= note.version) ||
+            Cafe.isOlder(note, notes[note.id])) { return false; }
+        notes[note.id] = prepare ? prepare(note) : note;
+        return true;
+      },
+      drop: function (notes, m) {
+        if (Cafe.isOlder(m, notes[m.note_id])) { return false; }
+        gone[m.note_id] = typeof m.version === 'number' ? m.version : Infinity;
+        delete notes[m.note_id];
+        return true;
+      }
+    };
   };
 
   Cafe.uuid = function () {

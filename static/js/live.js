@@ -29,7 +29,7 @@
       for (var j = 0; j < s.notes.length; j++) { model.notes[s.notes[j].id] = s.notes[j]; }
       model.version = s.state.version;
       versions.snapshot(s.state.version);
-      gone = {};
+      keeper.reset();
       themesVersion = s.state.version;
       model.themes = s.themes || [];
       model.tally = s.tally || null;
@@ -47,21 +47,15 @@
       });
     }
 
-    /* See Cafe.versionTracker: with several workers, events can arrive out of order. */
-    var versions = C.versionTracker();
-    var gone = {};           // note id -> version of its deletion (an older copy arriving late stays out)
+    /* With several workers, events can arrive out of order (see Cafe.versionTracker). */
+    var versions = C.trackVersions(socket);
+    var keeper = C.noteKeeper();
     var themesVersion = -1;
-    function keepNote(note) {
-      if (!note || (gone[note.id] !== undefined && gone[note.id] >= note.version)) { return; }
-      if (C.isNewer(note, model.notes[note.id])) { model.notes[note.id] = note; }
-    }
-    socket.onAny(function (name, m) { versions.heard(m && typeof m === 'object' ? m.version : undefined); });
-    socket.io.on('ping', function () { versions.heard(); });
 
     socket.on('connect', function () { model.online = true; join(); changed('connection'); });
-    socket.on('disconnect', function () { versions.dropped(); model.online = false; changed('connection'); });
+    socket.on('disconnect', function () { model.online = false; changed('connection'); });
     socket.on('cafe_state', function (s) {
-      if (model.state && typeof s.version === 'number' && s.version < model.state.version) { return; }
+      if (C.isOlder(s, model.state)) { return; }
       var roundChanged = !model.state || model.state.round !== s.round || model.state.phase !== s.phase;
       model.state = s; model.version = s.version; C.syncClock(s);
       changed(roundChanged ? 'phase' : 'state');
@@ -73,29 +67,20 @@
       changed('participants');
     });
     socket.on('note_added', function (m) {
-      keepNote(m.note);
+      keeper.keep(model.notes, m.note);
       if (typeof m.version === 'number' && m.version > model.version) { model.version = m.version; }
       changed('notes');
     });
-    socket.on('note_updated', function (m) { keepNote(m.note); changed('notes'); });
-    socket.on('note_deleted', function (m) {
-      var held = model.notes[m.note_id];
-      if (held && typeof held.version === 'number' && typeof m.version === 'number' && held.version > m.version) { return; }
-      gone[m.note_id] = typeof m.version === 'number' ? m.version : Infinity;
-      delete model.notes[m.note_id];
-      changed('notes');
-    });
+    socket.on('note_updated', function (m) { keeper.keep(model.notes, m.note); changed('notes'); });
+    socket.on('note_deleted', function (m) { if (keeper.drop(model.notes, m)) { changed('notes'); } });
     socket.on('themes_changed', function (m) {
-      if (typeof m.version === 'number') {
-        if (m.version < themesVersion) { return; }
-        themesVersion = m.version;
-      }
+      if (C.isOlder(m, {version: themesVersion})) { return; }
+      if (typeof m.version === 'number') { themesVersion = m.version; }
       model.themes = m.themes;
       changed('themes');
     });
     socket.on('tally_changed', function (m) {
-      var held = model.tally;
-      if (held && typeof held.version === 'number' && typeof m.version === 'number' && m.version < held.version) { return; }
+      if (C.isOlder(m, model.tally)) { return; }
       model.tally = m;
       changed('tally');
     });

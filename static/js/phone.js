@@ -14,8 +14,8 @@
   var ops = C.store.get(opsKey, []);   // edits and deletes not yet saved: [{op, note_id, text?}]
   /* Answers that mean "try again later" (the change stays queued); any other refusal is final. */
   var RETRYABLE = ['timeout', 'storage_unavailable', 'no_answer', 'internal', 'rate_limited'];
-  var versions = C.versionTracker();   // see Cafe.versionTracker: events may arrive out of order
-  var gone = {};          // note id -> version of its deletion (an older copy arriving late stays out)
+  var versions = null;    // Cafe.trackVersions: events may arrive out of order (several workers)
+  var keeper = C.noteKeeper();
   var themesVersion = -1;
 
   var socket = null;
@@ -148,7 +148,7 @@
     state = null;
     setState(snapshot.state);
     versions.snapshot(snapshot.state.version);
-    gone = {};
+    keeper.reset();
     themesVersion = snapshot.state.version;
     seat = snapshot.seat;
     notes = {};
@@ -163,7 +163,7 @@
 
   /* An older state arriving after a newer one (from another worker) is not applied. */
   function setState(newState) {
-    if (state && typeof newState.version === 'number' && newState.version < state.version) { return false; }
+    if (C.isOlder(newState, state)) { return false; }
     state = newState;
     C.syncClock(state);
     return true;
@@ -519,9 +519,8 @@
       if (C.store.get(tokenKey, null)) { cancelJoinRetry(); join(); }
       else if (pendingJoin) { var p = pendingJoin; pendingJoin = null; C.byId('join-error').hidden = true; join(p.name, p.language); }
     });
-    socket.on('disconnect', function () { versions.dropped(); setStatus('offline'); });
-    socket.onAny(function (name, m) { versions.heard(m && typeof m === 'object' ? m.version : undefined); });
-    socket.io.on('ping', function () { versions.heard(); });
+    versions = C.trackVersions(socket);
+    socket.on('disconnect', function () { setStatus('offline'); });
     socket.on('connect_error', function () { setStatus('offline'); });
     on('cafe_state', function (s) { if (setState(s)) { render(); } });
     on('seat_assigned', function (s) {
@@ -530,31 +529,23 @@
       render();
     });
     on('note_added', function (m) {
-      keepNote(m.note);
+      keeper.keep(notes, m.note, markMine);
       // The table hears of a note once it is committed, maybe before its writer's answer arrives: this
       // phone's own note is saved then, and must not show twice (saved, and still waiting to send).
       if (inOutbox(m.note.client_id)) { removeFromOutbox(m.note.client_id); }
       drawIfRound();
     });
-    on('note_updated', function (m) { keepNote(m.note); drawIfRound(); });
-    on('note_deleted', function (m) {
-      var held = notes[m.note_id];
-      if (held && typeof held.version === 'number' && typeof m.version === 'number' && held.version > m.version) { return; }
-      gone[m.note_id] = typeof m.version === 'number' ? m.version : Infinity;
-      delete notes[m.note_id];
-      drawIfRound();
-    });
+    on('note_updated', function (m) { keeper.keep(notes, m.note, markMine); drawIfRound(); });
+    on('note_deleted', function (m) { if (keeper.drop(notes, m)) { drawIfRound(); } });
     socket.on('participants_changed', function () { /* the phone does not need the count */ });
     on('themes_changed', function (m) {
-      if (typeof m.version === 'number') {
-        if (m.version < themesVersion) { return; }
-        themesVersion = m.version;
-      }
+      if (C.isOlder(m, {version: themesVersion})) { return; }
+      if (typeof m.version === 'number') { themesVersion = m.version; }
       themes = m.themes;
       if (state) { render(); }
     });
     on('tally_changed', function (m) {
-      if (tally && typeof tally.version === 'number' && typeof m.version === 'number' && m.version < tally.version) { return; }
+      if (C.isOlder(m, tally)) { return; }
       tally = m;
       if (state && !views.harvest.hidden) { drawHarvest(); }
     });
@@ -565,11 +556,6 @@
       C.byId('lobby-message').textContent = m.message || C.t('The facilitator has removed you from this café.');
       show('lobby');
     });
-  }
-
-  function keepNote(note) {
-    if (!note || (gone[note.id] !== undefined && gone[note.id] >= note.version)) { return; }
-    if (C.isNewer(note, notes[note.id])) { notes[note.id] = markMine(note); }
   }
 
   function markMine(note) {
