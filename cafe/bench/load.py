@@ -431,6 +431,7 @@ class Servers:
         self.tmp = tmp
         self.ports = [free_port() for _ in range(workers)]
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.trees: list[list[int]] | None = None
         self.logs: list[Path] = []
         self.schema: str | None = None
         self.env = dict(os.environ)
@@ -503,12 +504,18 @@ class Servers:
     def log_tail(self, chars: int = 3000) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-chars:]}" for p in self.logs if p.exists())
 
+    def _trees(self) -> list[list[int]]:
+        # Found once, when every worker answers: scanning /proc each second would stall the dashboard's loop.
+        if self.trees is None:
+            self.trees = [_process_tree(p.pid) for p in self.procs]
+        return self.trees
+
     def cpu(self) -> list[float]:
         """CPU seconds per worker (with ``--via gunicorn``, its master and worker processes together)."""
-        return [sum(_proc_cpu_seconds(q) for q in _process_tree(p.pid)) for p in self.procs]
+        return [sum(_proc_cpu_seconds(q) for q in tree) for tree in self._trees()]
 
     def rss_kb(self) -> list[int]:
-        return [sum(_proc_rss_kb(q) for q in _process_tree(p.pid)) for p in self.procs]
+        return [sum(_proc_rss_kb(q) for q in tree) for tree in self._trees()]
 
     def stop(self) -> None:
         for proc in self.procs:
