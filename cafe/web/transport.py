@@ -7,15 +7,21 @@
   a session it closed).
 - :func:`share_pings`: one task sends every connection's pings, instead of one sleeping task per
   connection.
+- :func:`write_on_demand`: a websocket connection has a writer task only while it has something to
+  send, instead of one waiting on its queue for as long as the phone is connected.
 """
 from __future__ import annotations
 
 import io
 import logging
+import threading
 import time
 from collections import deque
 from typing import Any, Callable, Iterable
 
+from importlib import metadata
+
+from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
 from engineio import socket as eio_socket
 from socketio import packet as sio_packet
@@ -123,3 +129,201 @@ def _schedule_ping(self: Any) -> None:
 def share_pings() -> None:
     """Make python-engineio's (synchronous) sockets use :class:`SharedPinger`. Idempotent."""
     eio_socket.Socket.schedule_ping = _schedule_ping  # type: ignore[method-assign]
+
+
+# --------------------------------------------------------------------------- writers on demand
+#
+# python-engineio (4.x) gives every websocket connection a writer task that waits on the connection's queue
+# for as long as it is connected: about 7.7 KB under eventlet and under gevent alike (measured, 4,000
+# tasks each waiting on a queue), 15 MB for 2,000 phones that mostly wait. Here the task exists only while
+# the queue has packets: ``send`` queues the packet as before and starts a writer if none is running; the
+# writer sends what is queued and ends when the queue is empty. ``_WriterState.lock`` makes "queue empty,
+# so end" and "a writer is running, so do not start one" exclusive, so a packet is never left behind and
+# two writers never write to one websocket at once. Everything else is python-engineio's own code path.
+# Side by side, 2,000 phones on eventlet: 50.0 -> 41.5 KB per phone, note latency and round changes
+# unchanged; under gevent (61.1 -> 51.5 KB) round changes took about a quarter longer, so the app turns
+# this on for eventlet only (cafe.app).
+
+_ORIGINAL = {name: getattr(eio_socket.Socket, name) for name in ("send", "close", "_websocket_handler")}
+WRITE_ON_DEMAND_VERSIONS = ("4.",)   # the python-engineio series whose websocket handler this follows
+
+
+class _WriterState:
+    __slots__ = ("lock", "ws", "task", "running", "done")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.ws: Any = None        # the websocket, while packets may be written to it
+        self.task: Any = None      # the writer running now (or last), to wait for at the end
+        self.running = False
+        self.done = False          # the websocket is closed: nothing queued can be written any more
+
+
+def _state(sock: Any) -> _WriterState:
+    state = sock.__dict__.get("cafe_writer")
+    if state is None:
+        state = sock.__dict__.setdefault("cafe_writer", _WriterState())
+    return state
+
+
+def _kick(sock: Any) -> None:
+    """Start a writer for ``sock`` if it writes over a websocket, has packets queued and none is running."""
+    state = _state(sock)
+    with state.lock:
+        if state.running or state.ws is None or sock.queue.empty():
+            return
+        state.running = True
+    state.task = sock.server.start_background_task(_write, sock, state)
+
+
+def _write(sock: Any, state: _WriterState) -> None:
+    """Send every queued packet, then end (as python-engineio's writer: a ``None`` or a failed send closes
+    the websocket)."""
+    queue_empty = sock.server.get_queue_empty_exception()
+    ws = state.ws
+    while True:
+        try:
+            pkt = sock.queue.get(block=False)
+        except queue_empty:
+            with state.lock:
+                if sock.queue.empty():
+                    state.running = False
+                    return
+            continue
+        sock.queue.task_done()
+        failed = pkt is None
+        if not failed:
+            try:
+                ws.send(pkt.encode())
+            except Exception:
+                failed = True
+        if failed:
+            with state.lock:
+                state.ws = None
+                state.done = True
+            try:
+                ws.close()
+            finally:
+                _discard(sock, queue_empty)
+                with state.lock:
+                    state.running = False
+            return
+
+
+def _discard(sock: Any, queue_empty: type[BaseException]) -> None:
+    """Mark what can no longer be written as done, so that ``close(wait=True)`` does not wait for it."""
+    while True:
+        try:
+            sock.queue.get(block=False)
+        except queue_empty:
+            return
+        sock.queue.task_done()
+
+
+def _send(self: Any, pkt: Any) -> None:
+    _ORIGINAL["send"](self, pkt)
+    _kick(self)
+
+
+def _close(self: Any, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
+    # As python-engineio's Socket.close, with the writer started before waiting for the queue to empty.
+    if not self.closed and not self.closing:
+        self.closing = True
+        self.server._trigger_event("disconnect", self.sid, reason or self.server.reason.SERVER_DISCONNECT,
+                                   run_async=False)
+        if not abort:
+            self.send(eio_packet.Packet(eio_packet.CLOSE))
+        self.closed = True
+        self.queue.put(None)
+        _kick(self)
+        if wait:
+            state = _state(self)
+            with state.lock:
+                done = state.done and not state.running
+            if done:   # the websocket is gone: python-engineio would wait here for ever
+                _discard(self, self.server.get_queue_empty_exception())
+            self.queue.join()
+
+
+def _websocket_handler(self: Any, ws: Any) -> list[Any]:
+    """python-engineio's ``Socket._websocket_handler`` (4.15), with writers on demand."""
+    def websocket_wait() -> Any:
+        data = ws.wait()
+        if data and len(data) > self.server.max_http_buffer_size:
+            raise ValueError("packet is too large")
+        return data
+
+    for attr in ("_sock", "socket"):
+        if hasattr(ws, attr) and hasattr(getattr(ws, attr), "settimeout"):
+            getattr(ws, attr).settimeout(self.server.ping_interval + self.server.ping_timeout)
+
+    if self.connected:
+        # the socket was already connected, so this is an upgrade
+        self.upgrading = True  # hold packet sends during the upgrade
+        pkt = websocket_wait()
+        decoded_pkt = eio_packet.Packet(encoded_packet=pkt)
+        if decoded_pkt.packet_type != eio_packet.PING or decoded_pkt.data != "probe":
+            self.upgrading = False
+            return []
+        ws.send(eio_packet.Packet(eio_packet.PONG, data="probe").encode())
+        self.queue.put(eio_packet.Packet(eio_packet.NOOP))  # end poll
+        pkt = websocket_wait()
+        decoded_pkt = eio_packet.Packet(encoded_packet=pkt)
+        if decoded_pkt.packet_type != eio_packet.UPGRADE:
+            self.upgraded = False
+            self.upgrading = False
+            return []
+        self.upgraded = True
+        self.upgrading = False
+    else:
+        self.connected = True
+        self.upgraded = True
+
+    state = _state(self)
+    with state.lock:
+        state.ws = ws
+    _kick(self)   # what was queued before the websocket was ready
+
+    while True:
+        try:
+            p = websocket_wait()
+        except Exception:
+            break
+        if p is None:   # connection closed by the client
+            break
+        try:
+            self.receive(eio_packet.Packet(encoded_packet=p))
+        except eio_exceptions.UnknownPacketError:
+            pass
+        except eio_exceptions.SocketIsClosedError:
+            break
+        except Exception:
+            log.exception("Unknown receive error")
+            break
+
+    self.queue.put(None)  # the writer closes the websocket once what is queued is sent
+    with state.lock:
+        running = state.running
+        if not running and state.ws is not None:
+            state.running = True
+            running = True
+            state.task = self.server.start_background_task(_write, self, state)
+    if running and state.task is not None:
+        state.task.join()
+    self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+    return []
+
+
+def write_on_demand() -> bool:
+    """Make python-engineio's (synchronous) websocket connections use writers on demand. Idempotent.
+    Returns False, changing nothing, on a python-engineio series this does not follow."""
+    try:
+        version = metadata.version("python-engineio")
+    except metadata.PackageNotFoundError:
+        return False
+    if not version.startswith(WRITE_ON_DEMAND_VERSIONS):
+        return False
+    eio_socket.Socket.send = _send                              # type: ignore[method-assign]
+    eio_socket.Socket.close = _close                            # type: ignore[method-assign]
+    eio_socket.Socket._websocket_handler = _websocket_handler   # type: ignore[method-assign]
+    return True
