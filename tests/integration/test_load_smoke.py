@@ -65,3 +65,18 @@ def test_load_benchmark_via_gunicorn_in_alternating_pairs(tmp_path: Path) -> Non
     assert run["app_to_bare_ratio"]["p95"] == median["p95_ratio"]
     assert run["targets"]["p95_ratio_to_bare"]["value"] == median["p95_ratio"]
     assert "other_pairs_met" in run["targets"]
+
+
+def test_a_bare_run_that_lost_notes_gives_no_ratio_verdict() -> None:
+    from cafe.bench.load import verdict
+
+    def run(p95: float, lost: int) -> dict:
+        return {"phones": {"connected": 10}, "round_2": {"seated": 10, "last_phone_ms": 100.0},
+                "server_process": {"kb_per_phone": 40.0},
+                "notes": {"lost": lost, "not_acknowledged": 0, "duplicated": 0,
+                          "dashboard_latency_ms": {"p50": p95 / 2, "p95": p95, "p99": p95 * 2}}}
+
+    fair = verdict(run(10.0, 0), run(10.0, 0), 10)["p95_ratio_to_bare"]
+    assert fair["met"] and fair["value"] == 1.0 and "note" not in fair
+    overloaded = verdict(run(10.0, 0), run(50.0, 3), 10)["p95_ratio_to_bare"]
+    assert overloaded["value"] == 0.2 and not overloaded["met"] and "lost 3 notes" in overloaded["note"]
