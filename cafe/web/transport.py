@@ -17,9 +17,8 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Iterable
-
 from importlib import metadata
+from typing import Any, Callable, Iterable
 
 from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
