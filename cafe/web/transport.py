@@ -301,12 +301,9 @@ def _websocket_handler(self: Any, ws: Any) -> list[Any]:
             break
 
     self.queue.put(None)  # the writer closes the websocket once what is queued is sent
+    _kick(self)
     with state.lock:
         running = state.running
-        if not running and state.ws is not None:
-            state.running = True
-            running = True
-            state.task = self.server.start_background_task(_write, self, state)
     if running and state.task is not None:
         state.task.join()
     self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
