@@ -43,10 +43,11 @@ def test_load_benchmark_smoke(tmp_path: Path) -> None:
 
 def test_load_benchmark_via_gunicorn_in_alternating_pairs(tmp_path: Path) -> None:
     """The documented production command under the benchmark, and ``--pairs``: app and bare alternate,
-    the targets are judged on the pair with the median p95 ratio, and every pair is listed."""
+    the targets are judged on the pair with the median p95 ratio, and every pair is listed. With
+    ``--rotations 3`` every phone is seated in each of three round changes, each one timed."""
     out = tmp_path / "load.json"
     done = subprocess.run([sys.executable, "-m", "cafe.bench", "load", "--phones", "10", "--duration", "2",
-                           "--rate", "4", "--clients", "1", "--via", "gunicorn", "--pairs", "2",
+                           "--rate", "4", "--clients", "1", "--via", "gunicorn", "--pairs", "2", "--rotations", "3",
                            "--connect-timeout", "20", "--ack-timeout", "15", "--seat-timeout", "10",
                            "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
@@ -65,6 +66,11 @@ def test_load_benchmark_via_gunicorn_in_alternating_pairs(tmp_path: Path) -> Non
     assert run["app_to_bare_ratio"]["p95"] == median["p95_ratio"]
     assert run["targets"]["p95_ratio_to_bare"]["value"] == median["p95_ratio"]
     assert "other_pairs_met" in run["targets"]
+    for result in (run["app"], run["bare"]):
+        rotations = result["rotations"]
+        assert rotations["seated"] == [10, 10, 10] and len(rotations["last_phone_ms"]) == 3
+        assert result["round_2"]["last_phone_ms"] == rotations["last_phone_ms"][0]
+    assert run["targets"]["round_change_ms"]["value"] == max(run["app"]["rotations"]["last_phone_ms"])
 
 
 def test_a_bare_run_that_lost_notes_gives_no_ratio_verdict() -> None:
@@ -80,3 +86,21 @@ def test_a_bare_run_that_lost_notes_gives_no_ratio_verdict() -> None:
     assert fair["met"] and fair["value"] == 1.0 and "note" not in fair
     overloaded = verdict(run(10.0, 0), run(50.0, 3), 10)["p95_ratio_to_bare"]
     assert overloaded["value"] == 0.2 and not overloaded["met"] and "lost 3 notes" in overloaded["note"]
+
+
+def test_with_several_rotations_the_slowest_round_change_is_judged() -> None:
+    from cafe.bench.load import verdict
+
+    app = {"phones": {"connected": 10}, "round_2": {"seated": 10, "last_phone_ms": 300.0},
+           "rotations": {"last_phone_ms": [300.0, 520.0, 310.0], "median_ms": 310.0, "max_ms": 520.0,
+                         "seated": [10, 10, 10]},
+           "server_process": {"kb_per_phone": 40.0},
+           "notes": {"lost": 0, "not_acknowledged": 0, "duplicated": 0,
+                     "dashboard_latency_ms": {"p50": 5.0, "p95": 10.0, "p99": 20.0}}}
+    check = verdict(app, None, 10)["round_change_ms"]
+    assert check["value"] == 520.0 and not check["met"] and "3 rotations" in check["of"]
+    app["rotations"]["last_phone_ms"][1] = 480.0
+    app["rotations"]["seated"][2] = 9                  # a phone left without a seat fails it too
+    assert not verdict(app, None, 10)["round_change_ms"]["met"]
+    app["rotations"]["seated"][2] = 10
+    assert verdict(app, None, 10)["round_change_ms"]["met"]
