@@ -4,6 +4,8 @@ from __future__ import annotations
 import gc
 import resource
 import sys
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 
 def raise_open_files_limit(wanted: int) -> int:
@@ -30,3 +32,28 @@ def freeze_heap() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 20, 100)
+
+
+@contextmanager
+def collections_deferred(spawn: Callable[[Callable[[], None]], Any]) -> Iterator[None]:
+    """Hold the cyclic garbage collector off for a burst of work, such as a round change: thousands of
+    seats, rows and messages made at once, which set off collections that walk every connection's objects
+    (measured with 2,000 phones: planning the round took 65-107 ms of CPU in the server against 20-37 ms
+    without them). When the block ends, ``spawn`` starts a task that turns collection back on, so it runs
+    after the tasks the burst started (the writers sending the messages) have had their turn.
+
+    Collection is only turned back on if this block turned it off: two overlapping blocks leave it to
+    the first, and a process that runs without it is left so.
+    """
+    turned_off = gc.isenabled()
+    if turned_off:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if turned_off:
+            try:
+                spawn(gc.enable)
+            except Exception:
+                gc.enable()
+                raise

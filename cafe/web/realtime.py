@@ -14,6 +14,7 @@ from flask import current_app, request
 
 from ..domain import protocol as p
 from ..extensions import db, socketio
+from ..serving import collections_deferred
 from ..services import accounts, harvest, notes, participants, rounds
 from ..services.cafes import cafe_for_facilitator
 from ..services.errors import ServiceError
@@ -191,8 +192,10 @@ def facilitator_join(cmd: p.FacilitatorJoin, ident: Identity) -> dict[str, Any]:
 @command("round_start", p.CafeCommand, role="facilitator")
 def round_start(cmd: p.CafeCommand, ident: Identity) -> dict[str, Any]:
     assert ident.facilitator_id is not None
-    return rounds.start_round(ident.facilitator_id, cmd.cafe_id, ctx.now(), ctx.publisher(), grace=ctx.grace(),
-                              time_limit=current_app.config["SEATING_TIME_LIMIT"], run=ctx.cpu_runner())
+    with collections_deferred(socketio.start_background_task):
+        return rounds.start_round(ident.facilitator_id, cmd.cafe_id, ctx.now(), ctx.publisher(),
+                                  grace=ctx.grace(), time_limit=current_app.config["SEATING_TIME_LIMIT"],
+                                  run=ctx.cpu_runner())
 
 
 @command("round_pause", p.CafeCommand, role="facilitator")
