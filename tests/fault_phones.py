@@ -155,6 +155,7 @@ class Phone:
         self.sio.on("disconnect", self._on_disconnect)
         self.sio.on("cafe_state", self._on_state)
         self.sio.on("note_added", self._on_note_added)
+        self.sio.on("seat_assigned", self._on_seat)     # at a round start it carries the state (phone.js)
         self.thread = threading.Thread(target=self._run, name=f"phone-{index}", daemon=True)
 
     # -- socket callbacks (client threads) --------------------------------------------------------
@@ -171,6 +172,10 @@ class Phone:
         if isinstance(state, dict) and isinstance(state.get("version"), int):
             with self.lock:
                 self.version = max(self.version or 0, state["version"])
+
+    def _on_seat(self, seat: Any) -> None:
+        if isinstance(seat, dict):
+            self._on_state(seat.get("state"))
 
     def _on_note_added(self, message: Any) -> None:
         if isinstance(message, dict) and isinstance(message.get("version"), int):

@@ -46,10 +46,10 @@ def _history(cafe: Cafe) -> tuple[list[list[list[int]]], dict[int, int]]:
                                .where(Seat.cafe_id == cafe.id).order_by(Seat.round, Seat.table, Seat.id)).all()
     by_round: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
     hosts: dict[int, int] = {}
-    for seat in seats:
-        by_round[seat.round][seat.table - 1].append(seat.participant_id)
-        if seat.is_host:
-            hosts[seat.participant_id] = seat.table - 1
+    for round_no, table, participant_id, is_host in seats:     # thousands a round: unpacked, not by name
+        by_round[round_no][table - 1].append(participant_id)
+        if is_host:
+            hosts[participant_id] = table - 1
     history = []
     for round_no in sorted(by_round):
         tables = by_round[round_no]
@@ -166,16 +166,22 @@ def start_round(facilitator_id: int, cafe_id: int, now: float, publisher: Publis
     cafe.paused_total = 0.0
     db.session.flush()
     cafe.version = bump_version(db.session, cafe.id)
+    state = cafe_state(cafe, now)
     outbox = Outbox()
+    # A seated phone gets its seat and the new state in one message (one to send, one to draw, at the
+    # moment the whole room is waiting); the state alone goes to the facilitators and to anyone not seated.
     for row in rows:
         pid = row["participant_id"]
         if sids[pid]:
             leave = [table_room(cafe.id, old_round, old_tables[pid])] if pid in old_tables else []
             outbox.move(sids[pid], leave, [table_room(cafe.id, round_no, row["table"])])
         outbox.emit("seat_assigned", {"cafe_id": cafe.id, "round": round_no, "table": row["table"],
-                                      "is_host": row["is_host"], "tables": cafe.table_count},
+                                      "is_host": row["is_host"], "tables": cafe.table_count, "state": state,
+                                      "version": cafe.version},
                     participant_room(pid))
-    _broadcast_state(outbox, cafe, now)
+    seated = {row["participant_id"] for row in rows}
+    outbox.emit("cafe_state", state, [facilitators_room(cafe.id)] +
+                [participant_room(pid) for pid in sids if pid not in seated])
     info = {p.id: p for p in present}
     table_map = seating_map(cafe, sorted(
         ((r["table"], r["is_host"], r["participant_id"], info[r["participant_id"]].name,
@@ -184,7 +190,6 @@ def start_round(facilitator_id: int, cafe_id: int, now: float, publisher: Publis
     outbox.emit("seating_changed", table_map | {
         "repeats": plan.repeats, "lower_bound": plan.lower_bound, "warnings": plan.warnings},
         facilitators_room(cafe.id))
-    state = cafe_state(cafe, now)
     db.session.commit()
     outbox.publish(publisher)
     return {"state": state, "repeats": plan.repeats, "lower_bound": plan.lower_bound, "warnings": plan.warnings}

@@ -524,6 +524,7 @@
     socket.on('connect_error', function () { setStatus('offline'); });
     on('cafe_state', function (s) { if (setState(s)) { render(); } });
     on('seat_assigned', function (s) {
+      if (s.state && typeof s.state === 'object') { setState(s.state); }   // a round start: seat and state in one
       seat = s;
       // notes of an earlier table are no longer this table's
       render();

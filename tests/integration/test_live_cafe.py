@@ -111,8 +111,10 @@ def test_full_round_cycle_with_notes(actions: Actions, cafe_ready: dict[str, Any
         events = names(sock)
         seat = of(events, "seat_assigned")
         assert len(seat) == 1 and seat[0]["round"] == 1 and 1 <= seat[0]["table"] <= 2
-        state = of(events, "cafe_state")[-1]
+        state = seat[0]["state"]                 # the seat and the state come in one message
         assert state["phase"] == "round" and state["ends_at"] > state["server_time"]
+        assert seat[0]["version"] == state["version"] == answer["state"]["version"]
+        assert not [s for s in of(events, "cafe_state") if s["phase"] == "round"]
         seats[joined["participant"]["id"]] = seat[0]["table"]
     dash_events = names(dash)
     assert of(dash_events, "seating_changed")[-1]["round"] == 1

@@ -87,7 +87,7 @@ class StormPhone:
     errors: list[str] = field(default_factory=list)
     buffer: list[tuple[str, dict[str, Any]]] | None = None   # events that came while a join was answered
 
-    # phone.js: cafe_state -> state (and its version), seat_assigned -> seat, note_* -> notes
+    # phone.js: cafe_state -> state (and its version), seat_assigned -> seat (and the state it carries), note_* -> notes
     def on_event(self, name: str, data: Any, _at: float) -> None:
         if not isinstance(data, dict):
             return
@@ -100,6 +100,9 @@ class StormPhone:
             self.state = data
             self.version = data.get("version")
         elif name == "seat_assigned":
+            if isinstance(data.get("state"), dict):    # a round start: the seat and the new state together
+                self.state = data["state"]
+                self.version = data.get("version")
             self.seat = data
         elif name == "note_added":
             note = data["note"]

@@ -34,7 +34,8 @@ def test_clock_changes_publish_exact_state_after_commit(actions: Actions) -> Non
         assert stored.phase == "round" and stored.round_started_at == NOW
         states = publisher.events("cafe_state")
         assert len(states) == 1 and states[0]["version"] == stored.version
-        assert len(publisher.events("seat_assigned")) == 4
+        seats = publisher.events("seat_assigned")
+        assert len(seats) == 4 and all(s["state"] == states[0] and s["version"] == stored.version for s in seats)
         publisher.emitted.clear()
         paused = rounds.pause(fac, cafe["id"], NOW + 100, publisher)
         assert paused["state"]["paused"] and paused["state"]["remaining"] == 500
@@ -44,6 +45,40 @@ def test_clock_changes_publish_exact_state_after_commit(actions: Actions) -> Non
         assert extended["state"]["ends_at"] == NOW + 960
         # while paused, ends_at reads "as if resumed now" (docs/protocol.md)
         assert [s["ends_at"] for s in publisher.events("cafe_state")] == [NOW + 600, NOW + 900, NOW + 960]
+
+
+def test_a_round_start_tells_each_seated_phone_its_seat_and_the_state_in_one_message(actions: Actions) -> None:
+    """Seated phones get ``seat_assigned`` carrying the state; the state alone goes to the facilitators
+    and to everyone not seated (here one who left the room longer ago than the grace period)."""
+    from sqlalchemy import update
+
+    from cafe.domain.protocol import ParticipantJoin
+    from cafe.extensions import db
+    from cafe.models import Participant
+    from cafe.services import participants, rounds
+    from cafe.services.events import facilitators_room, participant_room
+
+    fac = actions.facilitator()
+    cafe = actions.cafe(fac, seats_per_table=2, hosts=False)
+    publisher = RecordingPublisher()
+    with actions.app.app_context():
+        away = participants.join(ParticipantJoin(join_code=cafe["join_code"]), None, NOW - 1000, publisher)
+        db.session.execute(update(Participant).where(Participant.id == away.participant.id)
+                           .values(connected=False))       # gone since NOW - 1000, beyond the grace period
+        db.session.commit()
+        here = [participants.join(ParticipantJoin(join_code=cafe["join_code"]), None, NOW, publisher)
+                for _ in range(3)]
+        publisher.emitted.clear()
+        rounds.start_round(fac, cafe["id"], NOW, publisher, grace=600, time_limit=0.05)
+    seats = [(data, to) for event, data, to in publisher.emitted if event == "seat_assigned"]
+    assert sorted(to for _, to in seats) == sorted(participant_room(j.participant.id) for j in here)
+    states = [(data, to) for event, data, to in publisher.emitted if event == "cafe_state"]
+    assert len(states) == 1
+    state, rooms = states[0]
+    assert sorted(rooms) == sorted([facilitators_room(cafe["id"]), participant_room(away.participant.id)])
+    assert state["phase"] == "round" and state["round"] == 1
+    assert all(data["state"] == state and data["version"] == state["version"] and data["round"] == 1
+               for data, _ in seats)
 
 
 def test_a_refused_change_publishes_nothing(actions: Actions) -> None:

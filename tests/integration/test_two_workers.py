@@ -6,7 +6,8 @@ a dashboard and two facilitator control views are python-socketio clients over w
 both workers. Checked:
 
 - ``round_start`` sent to worker 1 seats every phone on both workers exactly once (one ``seat_assigned``
-  each, one seat row per participant in the database, one ``seating_changed`` on the dashboard);
+  each, carrying the round's state, one seat row per participant in the database, one ``seating_changed``
+  on the dashboard);
 - a note written on a phone on worker 1 reaches the dashboard on worker 2 and the phones at the same
   table (on both workers), once each, and no phone at another table;
 - ``round_pause`` sent to worker 2 reaches the phones on worker 1 (``cafe_state`` paused);
@@ -186,8 +187,7 @@ def test_two_workers_serve_one_cafe(workers: list[KillableServer], postgres_url:
             assert wait_until(lambda: all(p.of("seat_assigned", lambda d: d["round"] == round_no) for p in phones)), \
                 f"round {round_no}: phones without a seat: " \
                 f"{[p for p in phones if not p.of('seat_assigned', lambda d: d['round'] == round_no)]}"
-            assert wait_until(lambda: all(p.of("cafe_state", lambda d: d["version"] == state_version)
-                                          for p in phones + [dashboard]))
+            assert wait_until(lambda: bool(dashboard.of("cafe_state", lambda d: d["version"] == state_version)))
             time.sleep(SETTLE)
             seats = {p: p.of("seat_assigned", lambda d: d["round"] == round_no) for p in phones}
             twice = {p: s for p, s in seats.items() if len(s) != 1}
@@ -201,9 +201,11 @@ def test_two_workers_serve_one_cafe(workers: list[KillableServer], postgres_url:
                 "a phone was told another table than the database holds"
             changed = dashboard.of("seating_changed", lambda d: d["round"] == round_no)
             assert len(changed) == 1, f"round {round_no}: the dashboard got {len(changed)} seating_changed"
-            states = [p.of("cafe_state", lambda d: d["phase"] == "round" and d["round"] == round_no
-                           and d["version"] == state_version) for p in phones]
-            assert all(len(s) == 1 for s in states), f"round {round_no}: cafe_state counts {[len(s) for s in states]}"
+            # a seated phone has the round's state in its seat, and no second copy of it
+            assert all(s[0]["state"]["phase"] == "round" and s[0]["state"]["round"] == round_no
+                       and s[0]["version"] == s[0]["state"]["version"] == state_version for s in seats.values())
+            extra = [p for p in phones if p.of("cafe_state", lambda d: d["version"] == state_version)]
+            assert not extra, f"round {round_no}: seated phones also got the state alone: {extra}"
             tables: dict[int, list[Client]] = {}
             for phone, got in seats.items():
                 tables.setdefault(got[0]["table"], []).append(phone)
