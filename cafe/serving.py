@@ -38,7 +38,7 @@ def freeze_heap() -> None:
 def collections_deferred(spawn: Callable[[Callable[[], None]], Any]) -> Iterator[None]:
     """Hold the cyclic garbage collector off for a burst of work, such as a round change: thousands of
     seats, rows and messages made at once, which set off collections that walk every connection's objects
-    (measured with 2,000 phones: planning the round took 65-107 ms of CPU in the server against 20-37 ms
+    (measured with 2,000 phones: planning the round took 65-107 ms of CPU in the server against 12-37 ms
     without them). When the block ends, ``spawn`` starts a task that turns collection back on, so it runs
     after the tasks the burst started (the writers sending the messages) have had their turn.
 
