@@ -88,7 +88,8 @@ def create_app(config: Any = None) -> Flask:
                      methods=["GET", "POST"])
 
     # init_app wrapped app.wsgi_app with the Socket.IO middleware: guard in front of it.
-    app.wsgi_app = PollingGuard(app.wsgi_app, app.config["MAX_HTTP_BUFFER_SIZE"])  # type: ignore[method-assign]
+    app.wsgi_app = PollingGuard(app.wsgi_app, app.config["MAX_HTTP_BUFFER_SIZE"],  # type: ignore[method-assign]
+                                compression=app.config["WEBSOCKET_COMPRESSION"])
 
     with app.app_context():
         if db.engine.url.get_backend_name() == "sqlite":

@@ -4,7 +4,9 @@ It speaks the same event names as the app (``participant_join``, ``facilitator_j
 ``round_start``, ``round_end``) with the same answers' shape, so the load generator drives both alike,
 but it keeps everything in memory: no database, no validation beyond the minimum, no rate limits, no
 presence broadcasts. Phones join a room per table; a note is acknowledged and broadcast to its table's
-room and to the dashboard room. What the app spends beyond this is the app's own cost.
+room and to the dashboard room. What the app spends beyond this is the app's own cost. Like the app (see
+``cafe.web.transport.COMPRESSION_HEADER``), it declines the websocket compression the phones offer, so
+that both are measured doing the same work on the wire.
 
 Run: ``CAFE_SERVER=eventlet|gevent PORT=... [MESSAGE_QUEUE=redis://...] python -m cafe.bench.bare_server``.
 With several processes on one message queue, each process seats only its own phones (the load
@@ -144,6 +146,13 @@ def create(async_mode: str, message_queue: str | None) -> tuple[Flask, SocketIO]
         sio.emit("cafe_state", current, to=[cafe_room, dash_room])
         return {"ok": True, "state": current}
 
+    inner = app.wsgi_app
+
+    def no_compression(environ: dict[str, Any], start_response: Any) -> Any:
+        environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
+        return inner(environ, start_response)
+
+    app.wsgi_app = no_compression  # type: ignore[method-assign]
     return app, sio
 
 

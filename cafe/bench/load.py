@@ -20,7 +20,9 @@ server's.
 
 The phones run in several client processes (``--clients``), each an asyncio loop of minimal Socket.IO
 clients (Engine.IO 4 over websocket, framed with wsproto, which python-engineio already depends on): a
-thread per connection, as ``socketio.Client`` uses, would make the load generator the bottleneck. All
+thread per connection, as ``socketio.Client`` uses, would make the load generator the bottleneck. Like a
+browser, each offers permessage-deflate when it opens its websocket (``--no-deflate``: it does not); the
+output counts the phones whose offer the server accepted (``phones.compressed``). All
 traffic stays on 127.0.0.1; every phase has a time limit, and the servers are stopped at the end.
 """
 from __future__ import annotations
@@ -49,6 +51,7 @@ from typing import Any, Callable
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (AcceptConnection, BytesMessage, CloseConnection, Ping, RejectConnection, Request,
                             TextMessage)
+from wsproto.extensions import PerMessageDeflate
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 HOST = "127.0.0.1"
@@ -67,10 +70,14 @@ class SocketError(Exception):
 class SioClient:
     """Engine.IO 4 / Socket.IO 5 on the default namespace, websocket transport only, text packets only."""
 
-    def __init__(self, host: str, port: int, on_event: Callable[[str, Any, float], None] | None = None) -> None:
+    def __init__(self, host: str, port: int, on_event: Callable[[str, Any, float], None] | None = None,
+                 deflate: bool = True) -> None:
         self.host, self.port = host, port
         self.on_event = on_event
         self.ws = WSConnection(ConnectionType.CLIENT)
+        # Browsers offer permessage-deflate on every websocket; a phone here does the same unless told not to.
+        self.extensions = [PerMessageDeflate()] if deflate else []
+        self.compressed = False          # the server accepted the offer
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self._acks: dict[int, asyncio.Future[Any]] = {}
@@ -89,7 +96,8 @@ class SioClient:
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.writer.write(self.ws.send(Request(host=f"{self.host}:{self.port}",
-                                               target="/socket.io/?EIO=4&transport=websocket")))
+                                               target="/socket.io/?EIO=4&transport=websocket",
+                                               extensions=self.extensions)))
         self._task = asyncio.create_task(self._read_loop())
         await asyncio.wait_for(asyncio.shield(self._opened), timeout)
         self._send_text("40" + (json.dumps(auth) if auth else ""))
@@ -150,7 +158,7 @@ class SioClient:
                     elif isinstance(event, Ping):
                         self.writer.write(self.ws.send(event.response()))
                     elif isinstance(event, AcceptConnection):
-                        pass
+                        self.compressed = bool(event.extensions)
                     elif isinstance(event, RejectConnection):
                         raise SocketError(f"websocket refused ({event.status_code})")
                     elif isinstance(event, CloseConnection):
@@ -246,8 +254,8 @@ async def _client_main(worker: int, indices: list[int], ports: list[int], join_c
         cmd = await asyncio.to_thread(commands.get)
         name = cmd[0]
         if name == "connect":
-            concurrency, timeout = cmd[1], cmd[2]
-            results.put(("connected", worker, await _connect_all(phones, join_code, concurrency, timeout)))
+            concurrency, timeout, deflate = cmd[1], cmd[2], cmd[3]
+            results.put(("connected", worker, await _connect_all(phones, join_code, concurrency, timeout, deflate)))
         elif name == "seats":
             round_no, timeout = cmd[1], cmd[2]
             deadline = time.monotonic() + timeout
@@ -273,7 +281,8 @@ async def _client_main(worker: int, indices: list[int], ports: list[int], join_c
             return
 
 
-async def _connect_all(phones: list[Phone], join_code: str, concurrency: int, timeout: float) -> dict[str, Any]:
+async def _connect_all(phones: list[Phone], join_code: str, concurrency: int, timeout: float,
+                       deflate: bool) -> dict[str, Any]:
     gate = asyncio.Semaphore(concurrency)
     started = time.time()
 
@@ -286,7 +295,7 @@ async def _connect_all(phones: list[Phone], join_code: str, concurrency: int, ti
                 if name == "seat_assigned" and isinstance(data, dict):
                     phone.seats.setdefault(int(data.get("round", 0)), at)
 
-            phone.client = SioClient(HOST, phone.port, on_event)
+            phone.client = SioClient(HOST, phone.port, on_event, deflate=deflate)
             try:
                 await phone.client.connect(timeout=timeout)
                 answer = await phone.client.call("participant_join",
@@ -307,6 +316,7 @@ async def _connect_all(phones: list[Phone], join_code: str, concurrency: int, ti
             errors[p.error] = errors.get(p.error, 0) + 1
     return {"joined": sum(p.participant_id is not None for p in phones), "started": started,
             "finished": time.time(), "connect_ms": [p.connect_ms for p in phones if p.connect_ms is not None],
+            "compressed": sum(bool(p.client and p.client.compressed) for p in phones if p.participant_id is not None),
             "errors": errors}
 
 
@@ -643,7 +653,7 @@ async def run_one(kind: str, args: argparse.Namespace, server: str) -> dict[str,
         processes = args.clients or max(1, min(4, math.ceil(args.phones / 500)))
         pool = Pool(processes, args.phones, servers.ports, join_code)
         dash = Dashboard()
-        control = SioClient(HOST, servers.ports[0], dash.on_event)
+        control = SioClient(HOST, servers.ports[0], dash.on_event, deflate=not args.no_deflate)
         await control.connect(auth={"token": token})
         clients.append(control)
         answer = await control.call("facilitator_join", {"cafe_id": cafe_id})
@@ -653,7 +663,7 @@ async def run_one(kind: str, args: argparse.Namespace, server: str) -> dict[str,
         extra_controls = []
         if kind == "bare":
             for port in servers.ports[1:]:
-                c = SioClient(HOST, port)
+                c = SioClient(HOST, port, deflate=not args.no_deflate)
                 await c.connect(auth={"token": token})
                 clients.append(c)
                 extra_controls.append(c)
@@ -661,7 +671,7 @@ async def run_one(kind: str, args: argparse.Namespace, server: str) -> dict[str,
         rss_idle = servers.rss_kb()
 
         # Phones connect and join.
-        joined = await pool.ask(("connect", args.join_concurrency, args.connect_timeout),
+        joined = await pool.ask(("connect", args.join_concurrency, args.connect_timeout, not args.no_deflate),
                                 timeout=args.connect_timeout * 4 + 120)
         phones_ok = sum(j["joined"] for j in joined)
         connect_ms = [v for j in joined for v in j["connect_ms"]]
@@ -674,7 +684,9 @@ async def run_one(kind: str, args: argparse.Namespace, server: str) -> dict[str,
         result["phones"] = {"wanted": args.phones, "connected": phones_ok, "client_processes": processes,
                             "connect_all_s": round(max(j["finished"] for j in joined) -
                                                    min(j["started"] for j in joined), 2),
-                            "connect_ms": _stats_ms(connect_ms), "errors": errors}
+                            "connect_ms": _stats_ms(connect_ms), "errors": errors,
+                            "offered_compression": not args.no_deflate,
+                            "compressed": sum(j["compressed"] for j in joined)}
 
         async def round_change(round_no: int) -> dict[str, Any]:
             t0 = time.time()
@@ -916,6 +928,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                     help="app and bare runs, alternating; the ratio is judged on the median pair")
     ap.add_argument("--rotations", type=int, default=1,
                     help="round changes after the notes (each judged: the slowest must meet the target)")
+    ap.add_argument("--no-deflate", action="store_true",
+                    help="phones do not offer permessage-deflate (browsers do, so by default they offer it)")
     ap.add_argument("--join-concurrency", type=int, default=25, help="joins in flight per client process")
     ap.add_argument("--connect-timeout", type=float, default=30.0)
     ap.add_argument("--ack-timeout", type=float, default=30.0)

@@ -37,6 +37,8 @@ def test_load_benchmark_smoke(tmp_path: Path) -> None:
         assert result["round_1"]["seated"] == 20 and result["round_2"]["seated"] == 20
         assert result["server_process"]["kb_per_phone"] is not None
         assert result["phones"]["still_connected_at_end"] == 20
+        # the phones offered websocket compression, as browsers do, and both servers declined it
+        assert result["phones"]["offered_compression"] is True and result["phones"]["compressed"] == 0
     assert run["targets"]["none_lost"]["met"] and run["targets"]["none_duplicated"]["met"]
     assert set(run["app_to_bare_ratio"]) >= {"p50", "p95", "p99"}
 
