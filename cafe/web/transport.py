@@ -177,8 +177,8 @@ def share_pings() -> None:
 # so end" and "a writer is running, so do not start one" exclusive, so a packet is never left behind and
 # two writers never write to one websocket at once. Everything else is python-engineio's own code path.
 # Side by side, 2,000 phones on eventlet: 50.0 -> 41.5 KB per phone, note latency and round changes
-# unchanged; under gevent (61.1 -> 51.5 KB) round changes took about a quarter longer, so the app turns
-# this on for eventlet only (cafe.app).
+# unchanged; under gevent (with cafe.web.inline_websocket) 52.5 -> 42.9 KB, round changes unchanged now that
+# a round change sends one message per phone (with two, they took about a quarter longer).
 
 _ORIGINAL = {name: getattr(eio_socket.Socket, name) for name in ("send", "close", "_websocket_handler")}
 WRITE_ON_DEMAND_VERSIONS = ("4.",)   # the python-engineio series whose websocket handler this follows

@@ -1,4 +1,4 @@
-"""Transport limits against the real server (``python wsgi.py``, eventlet) over real websockets.
+"""Transport limits against the real server (``python wsgi.py``, eventlet and gevent) over real websockets.
 
 - A Socket.IO message over the 64 KB ``MAX_HTTP_BUFFER_SIZE`` (a 1 MB ``note_add``, in one frame or in
   fragments of 32 KB each, and a 1 MB long-polling POST) is refused at the transport: that connection is
@@ -135,10 +135,11 @@ def note(text: str) -> dict[str, Any]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("kind", ["eventlet", "gevent"])
 def test_oversized_nested_and_invalid_frames_are_refused_and_the_rate_limit_is_per_participant(
-        sqlite_url: str, tmp_path: Path) -> None:
+        sqlite_url: str, tmp_path: Path, kind: str) -> None:
     cafe = set_up_cafe(sqlite_url)
-    server = KillableServer(tmp_path, sqlite_url)
+    server = KillableServer(tmp_path, sqlite_url, {"CAFE_SERVER": kind})
     figures: dict[str, Any] = {}
     try:
         server.start()
