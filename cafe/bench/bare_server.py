@@ -35,6 +35,8 @@ from typing import Any  # noqa: E402
 from flask import Flask, request  # noqa: E402
 from flask_socketio import SocketIO, emit, join_room  # noqa: E402
 
+from cafe.web.transport import COMPRESSION_HEADER  # noqa: E402
+
 SEATS_PER_TABLE = int(os.environ.get("BARE_SEATS_PER_TABLE", "5"))
 PREFIX = os.environ.get("PORT", "0")
 
@@ -149,7 +151,7 @@ def create(async_mode: str, message_queue: str | None) -> tuple[Flask, SocketIO]
     inner = app.wsgi_app
 
     def no_compression(environ: dict[str, Any], start_response: Any) -> Any:
-        environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
+        environ.pop(COMPRESSION_HEADER, None)
         return inner(environ, start_response)
 
     app.wsgi_app = no_compression  # type: ignore[method-assign]
