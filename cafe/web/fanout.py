@@ -124,7 +124,7 @@ def emit_locally(manager: Manager, emits: Iterable[Emit], namespace: str = "/") 
     encoder = _Encoder(manager.server.packet_class.json)
     send = manager.server._send_eio_packet
     for event, data, to in emits:
-        targets = [to] if isinstance(to, str) else list(to)
+        targets = [to] if to is None or isinstance(to, str) else list(to)     # None: everyone, as in Manager.emit
         here = [room for room in targets if room in rooms]
         if not here:      # a room with nobody on this worker: not even encoded (half the seats of a round)
             continue

@@ -64,7 +64,8 @@ def test_emitting_locally_sends_what_the_library_would_with_a_shared_value_encod
     emits = [("seat_assigned", {"table": t, "state": state, "is_host": t == 1, "name": None}, f"participant:{t}")
              for t in range(1, 4)]
     emits += [("note_added", {"note": {"id": 9, "text": "more buses"}, "version": 22}, ["t1", "facilitators"]),
-              ("cafe_state", state, "facilitators"), ("ping_all", None, "t1"), ("nobody_here", {"x": 1}, "empty")]
+              ("cafe_state", state, "facilitators"), ("ping_all", None, "t1"), ("nobody_here", {"x": 1}, "empty"),
+              ("everyone", {"y": [2]}, None)]
     rooms = {"participant:1": ["a"], "participant:2": ["b"], "participant:3": ["c"], "t1": ["a", "f"],
              "facilitators": ["f"]}
     server, _sids, sent = _server_with(rooms)
