@@ -14,6 +14,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 worker_class = os.environ.get("CAFE_SERVER", "eventlet")
 if worker_class == "eventlet":
     os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_select")   # psycopg's C wait is not green
+if worker_class == "gevent":
+    os.environ.setdefault("GEVENT_TRACK_GREENLET_TREE", "false")  # see wsgi.py
 workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
 worker_connections = int(os.environ.get("CAFE_MAX_CONNECTIONS", "5000"))
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '5000')}"

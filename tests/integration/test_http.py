@@ -7,6 +7,8 @@ import re
 import uuid
 from typing import Any
 
+import pytest
+
 from tests.conftest import Actions
 
 
@@ -172,3 +174,19 @@ def test_user_text_is_escaped_in_pages(actions: Actions) -> None:
     for path in ("", "/dashboard", "/control"):
         body = client.get(f"/cafes/{cafe['id']}{path}").get_data(as_text=True)
         assert "<script>alert(1)</script>" not in body and "&lt;script&gt;" in body
+
+
+@pytest.mark.parametrize("method,upgrade", [("GET", False), ("POST", False), ("GET", True)])
+def test_a_socket_event_request_context_matches_a_rule(app: Any, method: str, upgrade: bool) -> None:
+    """Flask-SocketIO pushes a request context with the connection's environ for every socket event: it
+    must match a rule (long polling, or a websocket), or every event leaves an exception and its
+    traceback for the cyclic garbage collector."""
+    from flask import request
+    from werkzeug.test import EnvironBuilder
+
+    headers = {"Upgrade": "websocket", "Connection": "Upgrade"} if upgrade else {}
+    environ = EnvironBuilder(path="/socket.io/", method=method, headers=headers,
+                             query_string="EIO=4&transport=" + ("websocket" if upgrade else "polling")).get_environ()
+    with app.request_context(environ):
+        assert request.routing_exception is None
+        assert request.url_rule is not None and request.url_rule.websocket is upgrade

@@ -84,3 +84,24 @@ def test_if_no_task_can_be_started_collection_comes_back_at_once() -> None:
         with collections_deferred(broken):
             pass
     assert gc.isenabled()
+
+
+@pytest.mark.parametrize("entry", ["wsgi", "cafe.gunicorn_conf"])
+def test_gevent_serving_does_not_record_every_greenlet_s_spawning_stack(entry: str, tmp_path: Any) -> None:
+    """Under gevent each greenlet would keep up to 10 records of the stack that spawned it, for the cyclic
+    collector to walk; a message to a phone starts one (its writer). Both entry points turn that off."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k != "GEVENT_TRACK_GREENLET_TREE"}
+    env.update(CAFE_SERVER="gevent", DATABASE_URL=f"sqlite:///{tmp_path}/cafe.db",
+               CAFE_INSTANCE_DIR=str(tmp_path / "instance"))
+    code = (f"import {entry}, gevent; "
+            "print(gevent.config.track_greenlet_tree, gevent.spawn(lambda: None).spawning_stack)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-2:] == ["False", "None"]
