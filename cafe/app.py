@@ -95,9 +95,12 @@ def create_app(config: Any = None) -> Flask:
     # for a phone on a websocket a rule that is not a websocket rule gives a WebsocketMismatch instead: both
     # are garbage for the cyclic collector, thousands of them a minute in a full café (seen in its young
     # generation). The middleware answers these requests before Flask does.
-    app.add_url_rule("/socket.io/", endpoint="socketio_path", view_func=lambda: ("", 404),
+    def answered_by_the_middleware() -> tuple[str, int]:
+        return "", 404
+
+    app.add_url_rule("/socket.io/", endpoint="socketio_path", view_func=answered_by_the_middleware,
                      methods=["GET", "POST"])
-    app.add_url_rule("/socket.io/", endpoint="socketio_websocket", view_func=lambda: ("", 404),
+    app.add_url_rule("/socket.io/", endpoint="socketio_websocket", view_func=answered_by_the_middleware,
                      methods=["GET"], websocket=True)
 
     # init_app wrapped app.wsgi_app with the Socket.IO middleware: guard in front of it.
