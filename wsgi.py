@@ -58,8 +58,15 @@ def _cpu_runner():
 
 
 def configure_server(application) -> None:
-    """What a serving process needs beyond the app: CPU work off the event loop."""
+    """What a serving process needs beyond the app: CPU work off the event loop, and under eventlet a
+    websocket that the task sending a message can write without waiting (see cafe.web.transport)."""
     application.extensions["cafe.cpu_runner"] = _cpu_runner()
+    if SERVER == "eventlet":
+        from eventlet import websocket
+
+        from cafe.web.eventlet_websocket import install
+
+        install(websocket.RFC6455WebSocket)
 
 
 # Every connection's HTTP handler keeps its read and write buffers for as long as the connection lives,

@@ -16,6 +16,10 @@ sets to its ping interval plus timeout), so a phone that vanished without a word
 Frames go out whole: a lock keeps a pong or a close (sent by the reading task) from landing in the
 middle of a message the writing task is sending. The lock is ``threading.Lock``, which gevent's monkey
 patching (``wsgi.py``, gunicorn's gevent worker) makes a cooperative one.
+
+``send_nowait`` writes a message only if the socket takes it now (see ``cafe.web.transport``: the task that
+queues a message writes it, and a writer task is started only for what a full socket would not take). A
+frame the socket took only in part keeps its end here, and every later write sends that end first.
 """
 from __future__ import annotations
 
@@ -31,6 +35,8 @@ from wsproto.events import (AcceptConnection, BytesMessage, CloseConnection, Eve
 from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+
+from .transport import DONTWAIT, NOT_SENT, PARTLY_SENT, SENT
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +81,7 @@ class InlineWebSocket:
         self._parts: list[Any] = []
         self._size = 0
         self._lock = threading.Lock()
+        self._tail = b""                 # the end of a frame send_nowait could write only in part
 
     # -- the WSGI side ---------------------------------------------------------------------------------
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -148,6 +155,38 @@ class InlineWebSocket:
             raise OSError("the websocket is closing") from exc
         self._sendall(frame)
 
+    def send_nowait(self, message: Any) -> str:
+        """Write one message's frame if the socket takes it now, never waiting (see
+        ``cafe.web.transport._write_inline``): SENT, PARTLY_SENT (the end is kept, and written first by
+        ``flush`` or the next send) or NOT_SENT."""
+        # gevent's socket would wait for room; the socket under it (or a plain one) is told not to
+        raw = getattr(self.socket, "_sock", self.socket)
+        if not DONTWAIT or raw is None or self._tail or not self.connected or not self._lock.acquire(blocking=False):
+            return NOT_SENT
+        try:
+            if self._tail:
+                return NOT_SENT
+            try:
+                frame = self._ws.send(Message(data=message) if isinstance(message, (bytes, bytearray))
+                                      else TextMessage(data=str(message)))
+            except LocalProtocolError as exc:   # the close handshake has begun
+                raise OSError("the websocket is closing") from exc
+            try:
+                sent = raw.send(frame, DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            if sent >= len(frame):
+                return SENT
+            self._tail = frame[sent:]       # wsproto has framed it: it must go out, whole
+            return PARTLY_SENT
+        finally:
+            self._lock.release()
+
+    def flush(self) -> None:
+        """Write the end of a frame the socket took only part of (waiting as a send does)."""
+        with self._lock:
+            self._write_tail()
+
     def close(self, reason: int = CloseReason.NORMAL_CLOSURE, message: str | None = None) -> None:
         """Close from the server's side (Engine.IO's writer does, at the end). The reading task is woken
         at once rather than when the phone answers, or when the socket times out if it never does."""
@@ -162,7 +201,13 @@ class InlineWebSocket:
     def _sendall(self, data: bytes) -> None:
         if data:
             with self._lock:
+                self._write_tail()
                 self.socket.sendall(data)
+
+    def _write_tail(self) -> None:
+        tail, self._tail = self._tail, b""
+        if tail:
+            self.socket.sendall(tail)
 
     def _close_quietly(self, reason: int, message: str | None) -> None:
         self.connected = False

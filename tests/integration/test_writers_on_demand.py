@@ -176,3 +176,129 @@ def test_only_the_python_engineio_series_it_follows_is_changed(monkeypatch: pyte
     before = eio_socket.Socket.send
     assert transport.write_on_demand() is False
     assert eio_socket.Socket.send is before
+
+
+class NoWaitWebSocket(StandInWebSocket):
+    """A stand-in that can also write without waiting (``send_nowait``), as eventlet's websocket (with
+    cafe.web.eventlet_websocket) and cafe.web.inline_websocket can: each call answers with the next of
+    ``outcomes`` (then SENT); a part-written frame is finished by ``flush`` or the next ``send``."""
+
+    def __init__(self, outcomes: list[Any], **kw: Any) -> None:
+        super().__init__(**kw)
+        self.outcomes = list(outcomes)
+        self.inline_threads: list[str] = []
+        self.tail: str | None = None
+        self.flushes = 0
+
+    def send_nowait(self, data: str) -> str:
+        outcome = self.outcomes.pop(0) if self.outcomes else transport.SENT
+        if isinstance(outcome, Exception):
+            raise outcome
+        if self.tail is not None or outcome == transport.NOT_SENT:
+            return transport.NOT_SENT
+        if outcome == transport.PARTLY_SENT:
+            self.tail = data
+            return outcome
+        self.inline_threads.append(threading.current_thread().name)
+        self.sent.append(data)
+        return outcome
+
+    def flush(self) -> None:
+        self.flushes += 1
+        self._finish_tail()
+
+    def _finish_tail(self) -> None:
+        if self.tail is not None:
+            tail, self.tail = self.tail, None
+            self.sent.append(tail)
+
+    def send(self, data: str) -> None:
+        self._finish_tail()
+        super().send(data)
+
+
+def started(ws: StandInWebSocket) -> Any:
+    sock, handler = connect(ws)
+    handler.start()
+    assert until(lambda: transport._state(sock).ws is not None)
+    return sock, handler
+
+
+def stop(ws: StandInWebSocket, handler: threading.Thread) -> None:
+    ws.incoming.put(None)
+    handler.join(timeout=5)
+    assert not handler.is_alive()
+
+
+def test_a_socket_with_room_is_written_by_the_sender_itself_with_no_writer_task(on_demand: None) -> None:
+    ws = NoWaitWebSocket([])
+    sock, handler = started(ws)
+    state = transport._state(sock)
+    task_before = state.task
+    for i in range(3):
+        sock.send(message(f"m{i}"))
+    assert ws.sent == ["4m0", "4m1", "4m2"]              # written before send() returned
+    assert set(ws.inline_threads) == {threading.current_thread().name}
+    assert state.task is task_before and not state.running
+    stop(ws, handler)
+
+
+def test_a_frame_the_socket_will_not_take_goes_to_a_writer_in_order(on_demand: None) -> None:
+    ws = NoWaitWebSocket([transport.SENT, transport.NOT_SENT], send_delay=0.001)
+    sock, handler = started(ws)
+    state = transport._state(sock)
+    sock.send(message("a"))
+    sock.send(message("b"))                              # not taken: a writer task sends it
+    sock.send(message("c"))                              # a writer is running: it sends this one too
+    assert until(lambda: len(ws.sent) == 3) and until(lambda: not state.running)
+    assert ws.sent == ["4a", "4b", "4c"] and ws.overlaps == 0
+    sock.send(message("d"))                              # room again: inline
+    assert ws.sent[-1] == "4d" and not state.running
+    stop(ws, handler)
+
+
+def test_the_end_of_a_part_written_frame_goes_out_before_anything_else(on_demand: None) -> None:
+    ws = NoWaitWebSocket([transport.PARTLY_SENT])
+    sock, handler = started(ws)
+    state = transport._state(sock)
+    sock.send(message("long"))
+    sock.send(message("next"))
+    assert until(lambda: len(ws.sent) == 2) and until(lambda: not state.running)
+    assert ws.sent == ["4long", "4next"] and ws.flushes == 1
+    stop(ws, handler)
+
+
+def test_an_inline_write_that_fails_closes_the_websocket_as_the_writer_would(on_demand: None) -> None:
+    ws = NoWaitWebSocket([transport.SENT, OSError("connection reset by peer")], fail_after=1)
+    sock, handler = started(ws)
+    sock.send(message("delivered"))
+    sock.send(message("the phone is gone"))
+    assert until(ws.closed.is_set)
+    closer = threading.Thread(target=sock.close, kwargs={"wait": True}, daemon=True)
+    closer.start()
+    closer.join(timeout=5)
+    assert not closer.is_alive()
+    assert ws.sent == ["4delivered"]
+    stop(ws, handler)
+
+
+def test_many_senders_with_inline_writes_and_a_busy_socket_keep_each_senders_order(on_demand: None) -> None:
+    outcomes = [transport.NOT_SENT if i % 7 == 3 else transport.PARTLY_SENT if i % 11 == 5 else transport.SENT
+                for i in range(300)]
+    ws = NoWaitWebSocket(outcomes, send_delay=0.0002)
+    sock, handler = started(ws)
+
+    def sender(n: int) -> None:
+        for i in range(50):
+            sock.send(message(f"{n}:{i}"))
+
+    senders = [threading.Thread(target=sender, args=(n,)) for n in range(6)]
+    for t in senders:
+        t.start()
+    for t in senders:
+        t.join()
+    assert until(lambda: len(ws.sent) == 300) and until(lambda: not transport._state(sock).running)
+    assert sorted(ws.sent) == sorted(f"4{n}:{i}" for n in range(6) for i in range(50))
+    for n in range(6):
+        assert [int(s.split(":")[1]) for s in ws.sent if s.startswith(f"4{n}:")] == list(range(50))
+    stop(ws, handler)

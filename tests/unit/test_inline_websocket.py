@@ -123,3 +123,60 @@ def test_a_request_that_is_not_a_websocket_handshake_gets_400() -> None:
         body = InlineWebSocket(lambda ws: [], Server())(environ, lambda status, headers: answered.append(status))
         environ["wsgi.input"].close()
     assert answered == ["400 Bad Request"] and b"websocket" in b"".join(body)
+
+
+def test_send_nowait_writes_what_the_socket_takes_and_the_rest_goes_out_first_and_whole() -> None:
+    """A phone that reads slowly: the socket fills up. send_nowait never waits: it writes whole frames while
+    there is room, then the beginning of one (keeping its end) or nothing; the next send writes that end
+    first, so the phone reads every message whole and in order."""
+    from cafe.web import transport
+
+    outcomes: list[str] = []
+    sent: list[str] = []
+    go_on = threading.Event()
+
+    def handler(ws: InlineWebSocket) -> list[bytes]:
+        ws.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        n = 0
+        while not outcomes or outcomes[-1] == transport.SENT:
+            text = f"{n}:" + "x" * 3000
+            outcome = ws.send_nowait(text)
+            outcomes.append(outcome)
+            if outcome != transport.NOT_SENT:
+                sent.append(text)
+            n += 1
+        assert ws.send_nowait("refused while a frame's end waits") == transport.NOT_SENT
+        go_on.set()
+        for m in range(n, n + 5):           # waits for room as the phone reads: the kept end goes first
+            ws.send(f"{m}:" + "y" * 3000)
+            sent.append(f"{m}:" + "y" * 3000)
+        ws.wait()
+        return []
+
+    client, sock, thread, out = _run(handler)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    early = _events(client, sock, AcceptConnection)       # may hold the first messages too
+    assert go_on.wait(5)
+    assert outcomes[-1] == transport.PARTLY_SENT and outcomes[0] == transport.SENT
+    expected = sum(o != transport.NOT_SENT for o in outcomes) + 5
+    texts: list[str] = []
+    part = ""
+    sock.settimeout(5)
+    while len(texts) < expected:
+        if early:
+            events, early = early, []
+        else:
+            data = sock.recv(65536)
+            assert data, "the connection ended early"
+            client.receive_data(data)
+            events = list(client.events())
+        for event in events:
+            if isinstance(event, TextMessage):
+                part += event.data
+                if event.message_finished:
+                    texts.append(part)
+                    part = ""
+    assert texts == sent and len(sent) == expected
+    sock.sendall(client.send(CloseConnection(code=1000)))
+    thread.join(5)
+    assert not thread.is_alive()
