@@ -240,6 +240,22 @@ _DONE = object()      # _write_inline wrote everything: no writer task needed
 _NOTHING = object()   # the writer task starts from the queue
 
 
+def _next_packet(sock: Any, state: _WriterState, queue_empty: type[BaseException]) -> Any:
+    """The next queued packet (marked done), or ``_DONE`` with ``state.running`` cleared once the queue is
+    empty: checked under the lock that ``_kick`` takes, so a packet queued meanwhile is never left behind."""
+    while True:
+        try:
+            pkt = sock.queue.get(block=False)
+        except queue_empty:
+            with state.lock:
+                if sock.queue.empty():
+                    state.running = False
+                    return _DONE
+            continue
+        sock.queue.task_done()
+        return pkt
+
+
 def _write_inline(sock: Any, state: _WriterState) -> tuple[Any, bool]:
     """Send queued packets without waiting, while the websocket takes each frame whole at once. Returns
     ``(_DONE, False)`` when the queue is empty and no writer is needed (``state.running`` cleared), else what
@@ -250,15 +266,9 @@ def _write_inline(sock: Any, state: _WriterState) -> tuple[Any, bool]:
         return _NOTHING, False
     queue_empty = sock.server.get_queue_empty_exception()
     while True:
-        try:
-            pkt = sock.queue.get(block=False)
-        except queue_empty:
-            with state.lock:
-                if sock.queue.empty():
-                    state.running = False
-                    return _DONE, False
-            continue
-        sock.queue.task_done()
+        pkt = _next_packet(sock, state, queue_empty)
+        if pkt is _DONE:
+            return _DONE, False
         if pkt is None:
             return pkt, False
         try:
@@ -289,15 +299,9 @@ def _write(sock: Any, state: _WriterState, first: Any = _NOTHING, flush: bool = 
         elif first is not _NOTHING:
             pkt, first = first, _NOTHING
         else:
-            try:
-                pkt = sock.queue.get(block=False)
-            except queue_empty:
-                with state.lock:
-                    if sock.queue.empty():
-                        state.running = False
-                        return
-                continue
-            sock.queue.task_done()
+            pkt = _next_packet(sock, state, queue_empty)
+            if pkt is _DONE:
+                return
         if pkt is _NOTHING:
             continue
         failed = pkt is None

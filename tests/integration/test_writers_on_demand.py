@@ -78,6 +78,28 @@ def until(condition: Any, timeout: float = 5.0) -> bool:
     return condition()
 
 
+SENDERS, EACH = 6, 50
+
+
+def send_from_threads(sock: Any) -> None:
+    """SENDERS threads send EACH packets each, all at once."""
+    def sender(n: int) -> None:
+        for i in range(EACH):
+            sock.send(message(f"{n}:{i}"))
+
+    senders = [threading.Thread(target=sender, args=(n,)) for n in range(SENDERS)]
+    for t in senders:
+        t.start()
+    for t in senders:
+        t.join()
+
+
+def assert_once_each_in_senders_order(sent: list[str]) -> None:
+    assert sorted(sent) == sorted(f"4{n}:{i}" for n in range(SENDERS) for i in range(EACH))
+    for n in range(SENDERS):   # each sender's packets in the order it sent them
+        assert [int(s.split(":")[1]) for s in sent if s.startswith(f"4{n}:")] == list(range(EACH))
+
+
 def test_a_writer_runs_only_while_there_is_something_to_send(on_demand: None) -> None:
     ws = StandInWebSocket()
     sock, handler = connect(ws)
@@ -103,22 +125,10 @@ def test_packets_from_many_senders_go_out_once_and_one_at_a_time(on_demand: None
     sock, handler = connect(ws)
     handler.start()
     assert until(lambda: transport._state(sock).ws is not None)
-
-    def sender(n: int) -> None:
-        for i in range(50):
-            sock.send(message(f"{n}:{i}"))
-
-    senders = [threading.Thread(target=sender, args=(n,)) for n in range(6)]
-    for t in senders:
-        t.start()
-    for t in senders:
-        t.join()
+    send_from_threads(sock)
     assert until(lambda: len(ws.sent) == 300)
     assert ws.overlaps == 0
-    assert sorted(ws.sent) == sorted(f"4{n}:{i}" for n in range(6) for i in range(50))
-    for n in range(6):   # each sender's packets in the order it sent them
-        mine = [int(s.split(":")[1]) for s in ws.sent if s.startswith(f"4{n}:")]
-        assert mine == list(range(50))
+    assert_once_each_in_senders_order(ws.sent)
     ws.incoming.put(None)
     handler.join(timeout=5)
     assert not handler.is_alive()
@@ -137,8 +147,12 @@ def test_the_end_of_a_connection_sends_what_was_queued_then_closes(on_demand: No
     assert ws.sent == [f"4m{i}" for i in range(5)] and ws.closed.is_set() and sock.closed
 
 
-def test_a_failed_send_closes_the_websocket_and_a_server_close_does_not_hang(on_demand: None) -> None:
-    ws = StandInWebSocket(fail_after=1)
+@pytest.mark.parametrize("make", [lambda: StandInWebSocket(fail_after=1),
+                                  # an inline write that fails: the writer's send then fails too, and closes
+                                  lambda: NoWaitWebSocket([transport.SENT, OSError("reset")], fail_after=1)],
+                         ids=["writer", "inline"])
+def test_a_failed_send_closes_the_websocket_and_a_server_close_does_not_hang(on_demand: None, make: Any) -> None:
+    ws = make()
     sock, handler = connect(ws)
     handler.start()
     assert until(lambda: transport._state(sock).ws is not None)
@@ -268,37 +282,12 @@ def test_the_end_of_a_part_written_frame_goes_out_before_anything_else(on_demand
     stop(ws, handler)
 
 
-def test_an_inline_write_that_fails_closes_the_websocket_as_the_writer_would(on_demand: None) -> None:
-    ws = NoWaitWebSocket([transport.SENT, OSError("connection reset by peer")], fail_after=1)
-    sock, handler = started(ws)
-    sock.send(message("delivered"))
-    sock.send(message("the phone is gone"))
-    assert until(ws.closed.is_set)
-    closer = threading.Thread(target=sock.close, kwargs={"wait": True}, daemon=True)
-    closer.start()
-    closer.join(timeout=5)
-    assert not closer.is_alive()
-    assert ws.sent == ["4delivered"]
-    stop(ws, handler)
-
-
 def test_many_senders_with_inline_writes_and_a_busy_socket_keep_each_senders_order(on_demand: None) -> None:
     outcomes = [transport.NOT_SENT if i % 7 == 3 else transport.PARTLY_SENT if i % 11 == 5 else transport.SENT
                 for i in range(300)]
     ws = NoWaitWebSocket(outcomes, send_delay=0.0002)
     sock, handler = started(ws)
-
-    def sender(n: int) -> None:
-        for i in range(50):
-            sock.send(message(f"{n}:{i}"))
-
-    senders = [threading.Thread(target=sender, args=(n,)) for n in range(6)]
-    for t in senders:
-        t.start()
-    for t in senders:
-        t.join()
+    send_from_threads(sock)
     assert until(lambda: len(ws.sent) == 300) and until(lambda: not transport._state(sock).running)
-    assert sorted(ws.sent) == sorted(f"4{n}:{i}" for n in range(6) for i in range(50))
-    for n in range(6):
-        assert [int(s.split(":")[1]) for s in ws.sent if s.startswith(f"4{n}:")] == list(range(50))
+    assert_once_each_in_senders_order(ws.sent)
     stop(ws, handler)
