@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .transport import DONTWAIT, NOT_SENT, PARTLY_SENT, SENT
+from .transport import DONTWAIT, NOT_SENT, PARTLY_SENT, SENT, write_nowait
 
 TAIL = "cafe_tail"
 
@@ -19,31 +19,31 @@ TAIL = "cafe_tail"
 def send_nowait(self: Any, message: Any) -> str:
     """Write one message's frame if the socket takes it now; never waits (see the module)."""
     raw = getattr(self.socket, "fd", None)       # under eventlet's GreenSocket, which would wait for room
-    if not DONTWAIT or raw is None or self.__dict__.get(TAIL) or not self._sendlock.acquire(blocking=False):
+    if not DONTWAIT or raw is None or not self._sendlock.acquire(blocking=False):
         return NOT_SENT
     try:
         if self.__dict__.get(TAIL):
             return NOT_SENT
-        frame = self._pack_message(message, masked=self.client)
-        try:
-            sent = raw.send(frame, DONTWAIT)
-        except (BlockingIOError, InterruptedError):
-            sent = 0      # packed is packed (a compressor, if any, has moved on): this frame must go out
-        if sent >= len(frame):
+        tail = write_nowait(raw, self._pack_message(message, masked=self.client))
+        if not tail:
             return SENT
-        self.__dict__[TAIL] = frame[sent:]
+        self.__dict__[TAIL] = tail
         return PARTLY_SENT
     finally:
         self._sendlock.release()
+
+
+def _write_tail(self: Any) -> None:
+    tail = self.__dict__.pop(TAIL, None)
+    if tail:
+        self.socket.sendall(tail)
 
 
 def flush(self: Any) -> None:
     """Write the end of a frame the socket took only part of (waiting as a send does)."""
     self._sendlock.acquire()
     try:
-        tail = self.__dict__.pop(TAIL, None)
-        if tail:
-            self.socket.sendall(tail)
+        _write_tail(self)
     finally:
         self._sendlock.release()
 
@@ -52,9 +52,7 @@ def _send(self: Any, frame: bytes) -> None:
     # eventlet's RFC6455WebSocket._send, writing the end of an unfinished frame first.
     self._sendlock.acquire()
     try:
-        tail = self.__dict__.pop(TAIL, None)
-        if tail:
-            self.socket.sendall(tail)
+        _write_tail(self)
         self.socket.sendall(frame)
     finally:
         self._sendlock.release()

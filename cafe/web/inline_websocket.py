@@ -36,7 +36,7 @@ from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from .transport import DONTWAIT, NOT_SENT, PARTLY_SENT, SENT
+from .transport import DONTWAIT, NOT_SENT, PARTLY_SENT, SENT, write_nowait
 
 log = logging.getLogger(__name__)
 
@@ -148,12 +148,14 @@ class InlineWebSocket:
     def send(self, message: Any) -> None:
         if not self.connected:
             raise OSError("the websocket is closed")
+        self._sendall(self._frame(message))
+
+    def _frame(self, message: Any) -> bytes:
         try:
-            frame = self._ws.send(Message(data=message) if isinstance(message, (bytes, bytearray))
-                                  else TextMessage(data=str(message)))
+            return self._ws.send(Message(data=message) if isinstance(message, (bytes, bytearray))
+                                 else TextMessage(data=str(message)))
         except LocalProtocolError as exc:   # the close handshake has begun
             raise OSError("the websocket is closing") from exc
-        self._sendall(frame)
 
     def send_nowait(self, message: Any) -> str:
         """Write one message's frame if the socket takes it now, never waiting (see
@@ -161,24 +163,13 @@ class InlineWebSocket:
         ``flush`` or the next send) or NOT_SENT."""
         # gevent's socket would wait for room; the socket under it (or a plain one) is told not to
         raw = getattr(self.socket, "_sock", self.socket)
-        if not DONTWAIT or raw is None or self._tail or not self.connected or not self._lock.acquire(blocking=False):
+        if not DONTWAIT or raw is None or not self.connected or not self._lock.acquire(blocking=False):
             return NOT_SENT
         try:
             if self._tail:
                 return NOT_SENT
-            try:
-                frame = self._ws.send(Message(data=message) if isinstance(message, (bytes, bytearray))
-                                      else TextMessage(data=str(message)))
-            except LocalProtocolError as exc:   # the close handshake has begun
-                raise OSError("the websocket is closing") from exc
-            try:
-                sent = raw.send(frame, DONTWAIT)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            if sent >= len(frame):
-                return SENT
-            self._tail = frame[sent:]       # wsproto has framed it: it must go out, whole
-            return PARTLY_SENT
+            self._tail = write_nowait(raw, self._frame(message))
+            return PARTLY_SENT if self._tail else SENT
         finally:
             self._lock.release()
 

@@ -203,6 +203,16 @@ SENT, PARTLY_SENT, NOT_SENT = "sent", "partly sent", "not sent"
 DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 
 
+def write_nowait(raw: Any, frame: bytes) -> bytes:
+    """Write ``frame`` to the plain socket ``raw`` without waiting for room; return what it did not take (the
+    frame is already packed, and a compressor, if any, has moved on: that end must still go out, first)."""
+    try:
+        sent = raw.send(frame, DONTWAIT)
+    except (BlockingIOError, InterruptedError):
+        sent = 0
+    return frame[sent:] if sent < len(frame) else b""
+
+
 class _WriterState:
     __slots__ = ("lock", "ws", "task", "running", "done")
 
@@ -288,22 +298,18 @@ def _write(sock: Any, state: _WriterState, first: Any = _NOTHING, flush: bool = 
     the websocket holds the end of a frame, to send before anything else."""
     queue_empty = sock.server.get_queue_empty_exception()
     ws = state.ws
+    if flush:
+        try:
+            ws.flush()
+        except Exception:
+            first = None                   # as a failed send: close the websocket
     while True:
-        if flush:
-            flush = False
-            pkt: Any = _NOTHING
-            try:
-                ws.flush()
-            except Exception:
-                pkt = None
-        elif first is not _NOTHING:
+        if first is not _NOTHING:
             pkt, first = first, _NOTHING
         else:
             pkt = _next_packet(sock, state, queue_empty)
             if pkt is _DONE:
                 return
-        if pkt is _NOTHING:
-            continue
         failed = pkt is None
         if not failed:
             try:
