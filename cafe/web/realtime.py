@@ -223,6 +223,10 @@ def round_end(cmd: p.CafeCommand, ident: Identity) -> dict[str, Any]:
     if answer["state"]["round"] >= answer["state"]["rounds"]:
         # The harvest comes next: its notes are embedded now, while the room gathers.
         ctx.in_background(harvest.prepare_themes, cmd.cafe_id, run=ctx.cpu_runner(), pipeline=_theme_model())
+    else:
+        # The next round is planned now, while people move: starting it then only seats them.
+        ctx.in_background(rounds.prepare_next_round, ident.facilitator_id, cmd.cafe_id, ctx.now(), ctx.grace(),
+                          current_app.config["SEATING_TIME_LIMIT"], run=ctx.cpu_runner())
     return answer
 
 

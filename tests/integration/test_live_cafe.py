@@ -353,6 +353,49 @@ def test_seating_preview_reports_repeats_and_bound(actions: Actions, cafe_ready:
     assert preview["ok"] and preview["round"] == 1 and preview["repeats"] == 0 and preview["lower_bound"] == 0
 
 
+@both_databases
+def test_the_next_round_is_planned_ahead_and_planned_again_when_the_room_changed(
+        actions: Actions, cafe_ready: dict[str, Any], monkeypatch: Any) -> None:
+    """A preview's plan is the one a start uses; a round's end plans the next round in the background; a
+    phone that joins in between makes the start plan again, and seats it."""
+    import time
+
+    from cafe.services import rounds
+
+    calls: list[int] = []
+    real = rounds.plan_round
+
+    def counted(problem: Any, **kwargs: Any) -> Any:
+        calls.append(len(problem.participants))
+        return real(problem, **kwargs)
+
+    monkeypatch.setattr(rounds, "plan_round", counted)
+    rounds.plans.clear()             # another test's café of the same id and people left its plan
+    dash, cafe_id, code = cafe_ready["dash"], cafe_ready["cafe"]["id"], cafe_ready["cafe"]["join_code"]
+    phones = [actions.phone(code)[0] for _ in range(4)]
+    preview = start(dash, cafe_id, "seating_preview")
+    assert preview["ok"] and calls == [4]
+    first = start(dash, cafe_id)
+    assert first["ok"] and calls == [4], "the start used the previewed plan"
+    assert (first["repeats"], first["lower_bound"]) == (preview["repeats"], preview["lower_bound"])
+    assert cafe_id not in rounds.plans
+    assert start(dash, cafe_id, "round_end")["ok"]
+    deadline = time.monotonic() + 10
+    while cafe_id not in rounds.plans and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert cafe_id in rounds.plans and calls == [4, 4], "round 2 was planned when round 1 ended"
+    assert start(dash, cafe_id)["ok"] and calls == [4, 4]
+    for sock in phones:
+        assert of(names(sock), "seat_assigned")[-1]["round"] == 2
+    assert start(dash, cafe_id, "round_end")["ok"]
+    while cafe_id not in rounds.plans and time.monotonic() < deadline:
+        time.sleep(0.02)
+    late, _joined = actions.phone(code, name="Late")
+    assert start(dash, cafe_id)["ok"]
+    assert calls == [4, 4, 4, 5], "the room changed after round 3 was planned: planned again"
+    assert of(names(late), "seat_assigned")[-1]["round"] == 3
+
+
 def test_joins_can_be_closed_and_rejoin_still_works(actions: Actions, cafe_ready: dict[str, Any]) -> None:
     dash, cafe_id, code = cafe_ready["dash"], cafe_ready["cafe"]["id"], cafe_ready["cafe"]["join_code"]
     _p, first = actions.phone(code)
