@@ -34,6 +34,52 @@ def test_values_equal_but_not_shared_stay_where_they_are() -> None:
     assert unpack_emits(shared, packed) == emits
 
 
+def _as_lists(emits: list) -> list:
+    return [(e, d, t if isinstance(t, str) or t is None else list(t)) for e, d, t in emits]
+
+
+def test_a_round_of_seats_crosses_as_columns_and_comes_back_whole() -> None:
+    """A round's seats (the same event, keys and shared state; one room each) cross between workers as
+    columns: each seat's room and table, the values all seats share written once."""
+    state = {"phase": "round", "round": 2, "question": "¿Qué?", "version": 40}
+    seats = [("seat_assigned", {"cafe_id": 3, "round": 2, "table": t % 7 + 1, "is_host": t % 7 == 0, "tables": 7,
+                                "state": state, "version": 40}, f"participant:{t}") for t in range(200)]
+    emits = seats + [("cafe_state", state, ["cafe:3:facilitators"]),
+                     ("seat_assigned", {"cafe_id": 3, "round": 2, "table": 1, "is_host": 1, "tables": 7,
+                                        "state": state, "version": 40}, "participant:900"),
+                     ("note_added", {"note": {"id": 1}}, "cafe:3:r2:t1"), ("note_added", {"note": {"id": 2}}, "x")]
+    shared, packed = pack_emits(emits)
+    wire = json.loads(json.dumps({"shared": shared, "emits": packed}))
+    run = wire["emits"][0]
+    assert run["e"] == "seat_assigned" and len(run["t"]) == 200 and run["r"] == {"state": 0}
+    columns = dict(zip(run["k"], run["v"]))
+    assert columns["cafe_id"] == {"=": 3} and columns["version"] == {"=": 40}
+    assert columns["table"] == [t % 7 + 1 for t in range(200)] and len(columns["is_host"]) == 200
+    assert len(json.dumps(wire)) < 200 * 40                       # rooms, tables and hosts: not 200 copies
+    back = unpack_emits(wire["shared"], wire["emits"])
+    assert _as_lists(back) == _as_lists(emits)
+    assert type(back[201][1]["is_host"]) is int                    # 1 is not True: a run of its own
+    assert all(d["state"] is back[0][1]["state"] for _e, d, _t in back[:200])
+
+
+def test_the_message_between_workers_leaves_out_this_workers_own_connections(monkeypatch) -> None:
+    """Moves and disconnects of connections this worker holds are applied here and not sent to the others."""
+    from cafe.web.fanout import FanoutRedisManager
+
+    manager = FanoutRedisManager("redis://127.0.0.1:6379/9", write_only=True)
+    server = socketio.Server(async_mode="threading", client_manager=manager)
+    server._send_eio_packet = lambda eio_sid, pkt: None  # type: ignore[method-assign]
+    manager.set_server(server)
+    here = manager.connect("eio-here", "/")
+    published: list = []
+    monkeypatch.setattr(manager, "_publish", published.append)
+    manager.fanout([(here, [], ["t1"]), ("elsewhere", [], ["t1"])], [("seat_assigned", {"table": 1}, "t1")],
+                   ["gone-elsewhere"])
+    assert published[0]["moves"] == [["elsewhere", [], ["t1"]]]
+    assert published[0]["disconnects"] == ["gone-elsewhere"]
+    assert here in dict(manager.get_participants("/", "t1"))      # this worker's own move was applied here
+
+
 def _server_with(rooms: dict[str, list[str]]) -> tuple[socketio.Server, dict[str, str], list[tuple[str, str]]]:
     """A real python-socketio server on the in-process manager, with connections in ``rooms`` (room ->
     connection names); what it would write to each Engine.IO connection is recorded."""
