@@ -392,3 +392,17 @@ def test_one_batch_of_notes_answers_each_writer_by_the_rules(actions: Actions) -
     assert _version(actions.app, cafe["id"]) == before + 3
     with actions.app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Note).where(Note.cafe_id == cafe["id"])) == 4
+
+
+def test_on_postgresql_the_writer_plans_its_statements_for_the_tables_as_they_are(pg_app: Any) -> None:
+    """A café's tables start empty and grow: a generic plan kept from the first notes read the whole note
+    table at every later note. The writer's connection never prepares (so each statement is planned for
+    the tables as they are), and gets psycopg's setting back when it returns to the pool."""
+    actions = Actions(pg_app)
+    phone = _seated_phone(actions)
+    for _ in range(8):                       # psycopg would prepare a statement from its fifth use
+        assert _note(phone)["ok"]
+    committer = pg_app.extensions["cafe.committer"]
+    writer = committer._connection.connection.dbapi_connection
+    assert writer.prepare_threshold is None and committer._prepare_threshold == 5
+    assert not writer._prepared._names, "the writer's connection prepared a statement"
