@@ -51,6 +51,7 @@ def pack_emits(emits: Sequence[Emit]) -> tuple[list[Any], list[Any]]:
     index: dict[int, int] = {}
     packed: list[Any] = []
     run: list[list[Any]] = []          # [event, data without shared values, to, refs], all alike
+    run_kind: tuple[Any, ...] = ()     # what the emits of the run have in common: event, keys, refs
 
     def flush() -> None:
         if len(run) > 1:
@@ -82,10 +83,12 @@ def pack_emits(emits: Sequence[Emit]) -> tuple[list[Any], list[Any]]:
         item = [event, rest, to, refs]
         alike = (isinstance(to, str) and isinstance(rest, dict) and all(isinstance(k, str) for k in rest)
                  and all(isinstance(v, _SCALARS) for v in rest.values()))
-        if run and not (alike and event == run[0][0] and refs == run[0][3] and list(rest) == list(run[0][1])):
+        kind = (event, tuple(rest), tuple(refs.items())) if alike else ()
+        if run and kind != run_kind:
             flush()
         if alike:
             run.append(item)
+            run_kind = kind
         else:
             packed.append(item if refs else item[:3])
     flush()
@@ -180,21 +183,23 @@ def emit_locally(manager: Manager, emits: Iterable[Emit], namespace: str = "/") 
             send(eio_sid, eio_pkt)
 
 
+def holds(manager: Manager, sid: str, namespace: str = "/") -> bool:
+    """Whether this process holds the connection ``sid`` (each connection lives in one worker)."""
+    return manager.is_connected(sid, namespace) or manager.is_pre_connected(sid, namespace)
+
+
 def apply_locally(manager: Manager, moves: Iterable[Move], emits: Iterable[Emit], disconnects: Iterable[str],
                   namespace: str = "/") -> None:
     """Apply a batch to the connections this process holds (others' sids are skipped)."""
-    def local(sid: str) -> bool:
-        return manager.is_connected(sid, namespace) or manager.is_pre_connected(sid, namespace)
-
     for sid, leave, enter in moves:
-        if local(sid):
+        if holds(manager, sid, namespace):
             for room in leave:
                 Manager.leave_room(manager, sid, namespace, room)
             for room in enter:
                 Manager.enter_room(manager, sid, namespace, room)
     emit_locally(manager, emits, namespace)
     for sid in disconnects:
-        if local(sid):
+        if holds(manager, sid, namespace):
             manager.server.disconnect(sid, namespace=namespace, ignore_queue=True)
 
 
@@ -213,12 +218,9 @@ class FanoutRedisManager(socketio.RedisManager):  # type: ignore[misc]
         # A connection lives in one worker: the moves and disconnects of this one's are not sent.
         shared, packed = pack_emits(emits)
         self._publish({"method": METHOD, "host_id": self.host_id,
-                       "moves": [list(m) for m in moves if not self._local(m[0])], "shared": shared,
-                       "emits": packed, "disconnects": [sid for sid in disconnects if not self._local(sid)]})
+                       "moves": [list(m) for m in moves if not holds(self, m[0])], "shared": shared,
+                       "emits": packed, "disconnects": [sid for sid in disconnects if not holds(self, sid)]})
         apply_locally(self, moves, emits, disconnects)
-
-    def _local(self, sid: str, namespace: str = "/") -> bool:
-        return self.is_connected(sid, namespace) or self.is_pre_connected(sid, namespace)
 
     def _listen(self) -> Any:
         # The library's listener ignores methods it does not know, so ours are taken out of the stream
