@@ -34,6 +34,9 @@ from .events import Outbox, Publisher
 log = logging.getLogger(__name__)
 
 Operation = Callable[[Session, Outbox], Any]
+# The note writer's session settings on PostgreSQL (see GroupCommitter._connect), in one round trip.
+_PLAN_ONCE = ("SELECT set_config('plan_cache_mode', 'force_generic_plan', false), "
+              "set_config('enable_seqscan', 'off', false)")
 IDLE_RECONNECT = 5.0    # seconds: the writer's connection goes back to the pool after this long unused
 
 
@@ -65,7 +68,7 @@ class GroupCommitter:
         self.batches = 0
         self.operations = 0
         self._connection: Any = None    # the writer's own database connection, kept between batches
-        self._prepare_threshold: int | None = 5     # psycopg's, given back with the connection
+        self._planned_once = False      # whether its session settings below are in force (PostgreSQL)
         self._last_used = 0.0
 
     # -- the writers' side ------------------------------------------------------------------------
@@ -108,16 +111,21 @@ class GroupCommitter:
         if self._connection is None:
             self._connection = engine.connect()
             dbapi_connection = self._connection.connection.dbapi_connection
-            if hasattr(dbapi_connection, "prepare_threshold"):
-                # psycopg prepares a statement from its fifth use, and PostgreSQL may then keep one generic
-                # plan for it. The café's tables start empty and fill while it runs: the note statement's
-                # generic plan, made while `note` held a page or two, read the whole table at every note
-                # (2,000 phones, 400 notes/s, 2 workers: 4,027 full scans reading 18.6 million rows in 25 s).
-                # The writer's statements are planned each time, for the tables as they are. Only here:
-                # forcing custom plans for every connection also re-planned each foreign-key check of a
-                # round's 2,000 seats (their insert took 50 ms longer).
-                self._prepare_threshold = dbapi_connection.prepare_threshold
-                dbapi_connection.prepare_threshold = None
+            if self._connection.dialect.name == "postgresql":
+                # Each statement is planned once, for good, as one using the indexes. The note statement (a
+                # CTE: checks, the café's version, the insert) took 1.31 ms planned each time, and 0.43 ms
+                # planned once (side by side, 10,000 notes one by one into an empty table, quiet machine).
+                # 2 workers, 2,000 phones, 400 notes/s, two pairs of runs: note-to-dashboard p95 12.5 ->
+                # 7.8-8.2 ms, PostgreSQL and Redis 45% -> 15-25% of a core. Left to itself, PostgreSQL keeps
+                # the plan it would choose while the café's tables are a page or two, a full read of `note`
+                # at every note (2 workers, 25 s at 400 notes/s: 4,027 full reads of 18.6 million rows);
+                # with sequential reads ruled out the plan uses the indexes, and every statement here looks
+                # rows up by key. Only on this connection, and undone before it goes back to the pool:
+                # forcing custom plans for every connection made each foreign-key check of a round's 2,000
+                # seats slower (+50 ms to their insert).
+                self._connection.exec_driver_sql(_PLAN_ONCE)
+                self._connection.commit()
+                self._planned_once = True
             pgwait.install(dbapi_connection, self.blocking_wait)
         self._last_used = time.monotonic()
         return self._connection
@@ -129,12 +137,16 @@ class GroupCommitter:
         connection, self._connection = self._connection, None
         if connection is not None:
             try:
-                dbapi_connection = connection.connection.dbapi_connection
-                pgwait.uninstall(dbapi_connection)
-                if hasattr(dbapi_connection, "prepare_threshold"):
-                    dbapi_connection.prepare_threshold = self._prepare_threshold
+                pgwait.uninstall(connection.connection.dbapi_connection)
+                if self._planned_once:
+                    self._planned_once = False
+                    connection.rollback()
+                    connection.exec_driver_sql("RESET plan_cache_mode")
+                    connection.exec_driver_sql("RESET enable_seqscan")
+                    connection.exec_driver_sql("DEALLOCATE ALL")      # psycopg forgets its names with them
+                    connection.commit()
             except Exception:  # pragma: no cover - a connection already gone
-                pass
+                connection.invalidate()
             try:
                 connection.close()
             except Exception:  # pragma: no cover - a broken connection: the pool discards it

@@ -225,6 +225,7 @@ def test_on_postgresql_a_batch_of_notes_is_checked_and_written_in_one_statement_
     from sqlalchemy import event
 
     from cafe.extensions import db
+    from cafe.services.batching import _PLAN_ONCE
 
     actions = Actions(pg_app)
     phone = _seated_phone(actions)
@@ -233,7 +234,8 @@ def test_on_postgresql_a_batch_of_notes_is_checked_and_written_in_one_statement_
     statements: list[tuple[str, bool]] = []
 
     def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append((statement.split()[0].upper(), conn.connection.dbapi_connection.autocommit))
+        if statement != _PLAN_ONCE:          # the writer's settings, once when it takes its connection
+            statements.append((statement.split()[0].upper(), conn.connection.dbapi_connection.autocommit))
 
     event.listen(engine, "before_cursor_execute", record)
     try:
@@ -394,15 +396,35 @@ def test_one_batch_of_notes_answers_each_writer_by_the_rules(actions: Actions) -
         assert db.session.scalar(select(func.count()).select_from(Note).where(Note.cafe_id == cafe["id"])) == 4
 
 
-def test_on_postgresql_the_writer_plans_its_statements_for_the_tables_as_they_are(pg_app: Any) -> None:
-    """A café's tables start empty and grow: a generic plan kept from the first notes read the whole note
-    table at every later note. The writer's connection never prepares (so each statement is planned for
-    the tables as they are), and gets psycopg's setting back when it returns to the pool."""
+def test_on_postgresql_the_writer_plans_each_statement_once_using_the_indexes(pg_app: Any) -> None:
+    """Planning the note statement each time cost three times running it; a plan kept by PostgreSQL's own
+    choice, made while the café's tables were empty, read the whole note table at every later note. The
+    writer's connection keeps one plan per statement, made with sequential reads ruled out, and gives the
+    connection back to the pool as it found it."""
     actions = Actions(pg_app)
     phone = _seated_phone(actions)
-    for _ in range(8):                       # psycopg would prepare a statement from its fifth use
+    for _ in range(12):                      # from an empty note table; psycopg prepares from the 6th use
         assert _note(phone)["ok"]
     committer = pg_app.extensions["cafe.committer"]
     writer = committer._connection.connection.dbapi_connection
-    assert writer.prepare_threshold is None and committer._prepare_threshold == 5
-    assert not writer._prepared._names, "the writer's connection prepared a statement"
+
+    def ask(sql: str) -> list[Any]:
+        rows = writer.execute(sql).fetchall()
+        writer.commit()                      # (a rollback would make psycopg forget its prepared statements)
+        return rows
+
+    assert ask("SHOW plan_cache_mode") == [("force_generic_plan",)]
+    assert ask("SHOW enable_seqscan") == [("off",)]
+    prepared = ask("SELECT name, generic_plans, custom_plans FROM pg_prepared_statements "
+                   "WHERE statement LIKE '%WITH req AS%'")
+    assert len(prepared) == 1 and prepared[0][1] >= 1 and prepared[0][2] == 0, prepared
+    plan = "\n".join(r[0] for r in ask(
+        f"EXPLAIN EXECUTE {prepared[0][0]}(ARRAY[1], ARRAY['x']::varchar[], ARRAY['t'], "
+        "ARRAY[NULL]::varchar[], ARRAY[1.0]::float8[])"))
+    assert "Seq Scan on note" not in plan and "note_participant_id_client_id" in plan, plan
+
+    committer._release()                     # as after a quiet spell: back to the pool, as it was
+    assert ask("SHOW plan_cache_mode") == [("auto",)]
+    assert ask("SHOW enable_seqscan") == [("on",)]
+    assert ask("SELECT count(*) FROM pg_prepared_statements") == [(0,)]
+    assert _note(phone)["ok"]                # and the next note takes a connection again
