@@ -34,9 +34,12 @@ from .events import Outbox, Publisher
 log = logging.getLogger(__name__)
 
 Operation = Callable[[Session, Outbox], Any]
-# The note writer's session settings on PostgreSQL (see GroupCommitter._connect), in one round trip.
+# The note writer's session settings on PostgreSQL (see GroupCommitter._connect), in one round trip, and
+# what undoes them before the connection goes back to the pool (psycopg forgets its statements' names with
+# DEALLOCATE ALL).
 _PLAN_ONCE = ("SELECT set_config('plan_cache_mode', 'force_generic_plan', false), "
               "set_config('enable_seqscan', 'off', false)")
+_PLAN_UNDO = ("RESET plan_cache_mode", "RESET enable_seqscan", "DEALLOCATE ALL")
 IDLE_RECONNECT = 5.0    # seconds: the writer's connection goes back to the pool after this long unused
 
 
@@ -68,7 +71,6 @@ class GroupCommitter:
         self.batches = 0
         self.operations = 0
         self._connection: Any = None    # the writer's own database connection, kept between batches
-        self._planned_once = False      # whether its session settings below are in force (PostgreSQL)
         self._last_used = 0.0
 
     # -- the writers' side ------------------------------------------------------------------------
@@ -125,7 +127,6 @@ class GroupCommitter:
                 # seats slower (+50 ms to their insert).
                 self._connection.exec_driver_sql(_PLAN_ONCE)
                 self._connection.commit()
-                self._planned_once = True
             pgwait.install(dbapi_connection, self.blocking_wait)
         self._last_used = time.monotonic()
         return self._connection
@@ -138,12 +139,10 @@ class GroupCommitter:
         if connection is not None:
             try:
                 pgwait.uninstall(connection.connection.dbapi_connection)
-                if self._planned_once:
-                    self._planned_once = False
+                if connection.dialect.name == "postgresql":
                     connection.rollback()
-                    connection.exec_driver_sql("RESET plan_cache_mode")
-                    connection.exec_driver_sql("RESET enable_seqscan")
-                    connection.exec_driver_sql("DEALLOCATE ALL")      # psycopg forgets its names with them
+                    for statement in _PLAN_UNDO:
+                        connection.exec_driver_sql(statement)
                     connection.commit()
             except Exception:  # pragma: no cover - a connection already gone
                 connection.invalidate()
