@@ -85,3 +85,25 @@ def test_the_start_command_keeps_a_crowd_of_connections_waiting_to_be_accepted(t
         assert requests.get(live.url + "/healthz", timeout=10).status_code == 200
     finally:
         live.stop()
+
+
+@pytest.mark.parametrize("server", ["eventlet", "gevent"])
+def test_the_start_command_sends_small_answers_without_waiting_for_the_phone(tmp_path: Path, server: str) -> None:
+    """Every connection ``python wsgi.py`` accepts has TCP_NODELAY (from its listening socket, under the
+    server's own patched sockets): a phone's answer to its note, written just after the note's broadcast to
+    its table, is not held back until the phone acknowledges the broadcast (up to 40 ms)."""
+    patch = "import eventlet; eventlet.monkey_patch()" if server == "eventlet" else \
+        "from gevent import monkey; monkey.patch_all()"
+    code = (f"{patch}\n"
+            "import socket, wsgi\n"
+            "listener = wsgi.listen('127.0.0.1', 0, 16)\n"
+            "client = socket.create_connection(listener.getsockname()[:2])\n"
+            "accepted, _ = listener.accept()\n"
+            "print(type(accepted).__module__, accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))\n")
+    env = os.environ | {"PYTHONPATH": str(ROOT), "CAFE_SERVER": server, "PYTHONWARNINGS": "ignore",
+                        "DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}", "CAFE_INSTANCE_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    module, nodelay = out.stdout.split()[-2:]
+    assert module.startswith(server), module            # the server's green socket, not the blocking one
+    assert int(nodelay) != 0
