@@ -56,8 +56,8 @@ class Config:
         self.NOTE_BATCH_WINDOW = float(os.environ.get("NOTE_BATCH_WINDOW", "0"))
         self.NOTE_BATCH_MAX = int(os.environ.get("NOTE_BATCH_MAX", "200"))
         # PostgreSQL: how long the note writer waits for each answer before yielding to the event loop
-        # (see cafe.services.pgwait); 0: it yields at once.
-        self.NOTE_WRITER_BLOCKING_WAIT_MS = float(os.environ.get("NOTE_WRITER_BLOCKING_WAIT_MS", "2"))
+        # (see cafe.services.pgwait); 0, the default: it yields at once.
+        self.NOTE_WRITER_BLOCKING_WAIT_MS = float(os.environ.get("NOTE_WRITER_BLOCKING_WAIT_MS", "0"))
         self.SEATING_TIME_LIMIT = float(os.environ.get("SEATING_TIME_LIMIT", "0.2"))
         # Joins a process runs at once; the rest wait their turn (see
         # cafe.web.context.join_slot). Unbounded, a crowd scanning the QR code together on PostgreSQL left a

@@ -15,8 +15,9 @@ note, a round that ended meanwhile) runs in the transaction after them.
 The writer keeps a database connection of its own while batches keep coming (see ``_connect``): every
 round trip a batch makes is a wait for all its writers, and the pool's checkout ping and check-in rollback
 were two of them. The note path's statements are built once (see ``cafe.services.notes``) for the same
-reason: building them cost more than running them. On PostgreSQL the writer's connection waits briefly for
-each answer without yielding to the event loop (see ``cafe.services.pgwait``).
+reason: building them cost more than running them. On PostgreSQL the writer's connection can be made to wait
+briefly for each answer without yielding to the event loop (``NOTE_WRITER_BLOCKING_WAIT_MS``, off by default:
+see ``cafe.services.pgwait``).
 """
 from __future__ import annotations
 

@@ -7,8 +7,14 @@ it. So on the writer's own connection each wait first blocks for real (the unpat
 ``grace`` seconds, and only if the answer is not there by then (a lock wait, a slow server) waits the usual
 cooperative way. The loop is held at most ``grace`` per round trip, and a slow answer never holds it longer.
 
-Measured side by side (2 workers, PostgreSQL + Redis, 1,000 phones at 200 notes/s, eventlet, three pairs):
-note-to-dashboard p95 10.8 / 11.6 / 16.5 ms without, 7.5 / 9.6 / 10.7 ms with a grace of 2 ms.
+Off by default (``NOTE_WRITER_BLOCKING_WAIT_MS`` = 0). It paid while the note statement was planned at every
+batch: side by side (2 workers, PostgreSQL + Redis, 1,000 phones at 200 notes/s, eventlet, three pairs),
+note-to-dashboard p95 10.8 / 11.6 / 16.5 ms without, 7.5 / 9.6 / 10.7 ms with a grace of 2 ms. Once the
+writer planned each statement once (see ``cafe.services.batching``), the answer comes sooner than the loop
+would be held for, and holding the loop delays the notes that the other worker relays: 2 workers, 2,000 phones
+at 400 notes/s, twelve pairs over two sessions (both servers), p95 lower without the grace in eleven (this
+session's eight: 8.1 / 7.5 / 9.6 / 10.2 / 22.2 / 8.8 / 8.0 / 12.5 ms without, 11.0 / 8.1 / 13.8 / 11.0 / 9.7 /
+11.1 / 10.7 / 17.3 ms with 2 ms; p99 lower in seven of those eight).
 
 This relies on psycopg 3's ``Connection.wait(gen, interval, timeout)`` and its wait generators, which
 ``psycopg.waiting`` documents for alternative wait functions; anything else is left alone.
