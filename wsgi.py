@@ -96,10 +96,10 @@ def listen(host: str, port: int, backlog: int):
 
 
 def _serve_eventlet(host: str, port: int, backlog: int, max_connections: int, log_output: bool) -> None:
-    """What ``socketio.run`` does under eventlet, with a listen backlog for a crowd: ``eventlet.listen``
-    keeps 50 connections waiting to be accepted; when hundreds of phones connected at once the rest were
-    dropped and their phones tried again a second later (2,000 phones: connect p99 1.27 s, 0.40 s with a
-    backlog of 1,024). And with small per-connection buffers (see ``CONNECTION_BUFFER``)."""
+    """What ``socketio.run`` does under eventlet, on our listening socket (see ``listen``) with a backlog for a
+    crowd: ``eventlet.listen`` keeps 50 connections waiting to be accepted; when hundreds of phones connected
+    at once the rest were dropped and their phones tried again a second later (2,000 phones: connect p99
+    1.27 s, 0.40 s with a backlog of 1,024). And with small per-connection buffers (see ``CONNECTION_BUFFER``)."""
     import eventlet.wsgi
 
     class Protocol(eventlet.wsgi.HttpProtocol):
@@ -108,6 +108,14 @@ def _serve_eventlet(host: str, port: int, backlog: int, max_connections: int, lo
 
     eventlet.wsgi.server(listen(host, port, backlog), app, log_output=log_output, max_size=max_connections,
                          protocol=Protocol)
+
+
+def _serve_gevent(host: str, port: int, backlog: int, log_output: bool) -> None:
+    """What ``socketio.run`` does under gevent, on our listening socket (see ``listen``)."""
+    from gevent import pywsgi
+
+    pywsgi.WSGIServer(listen(host, port, backlog), app, handler_class=_gevent_handler(),
+                      log="default" if log_output else None).serve_forever()
 
 
 def _gevent_handler():
@@ -137,10 +145,6 @@ if __name__ == "__main__":
     if SERVER == "eventlet":
         _serve_eventlet(host, port, backlog, max_connections, log_output)
     elif SERVER == "gevent":
-        from gevent import pywsgi
-
-        # What socketio.run does under gevent, on our listening socket.
-        pywsgi.WSGIServer(listen(host, port, backlog), app, handler_class=_gevent_handler(),
-                          log="default" if log_output else None).serve_forever()
+        _serve_gevent(host, port, backlog, log_output)
     else:
         socketio.run(app, host=host, port=port, log_output=log_output, allow_unsafe_werkzeug=True)
