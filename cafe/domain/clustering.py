@@ -14,7 +14,10 @@ Pipeline:
    whose silhouette is within 10% of the best up to the base cap (about sqrt(n/2), at most 15;
    fewer for small harvests). Up to about sqrt(n) themes (at most 20, i.e. from 400 notes on)
    are proposed only when that is at least 15% crisper than anything under the cap.
-   The chosen split is then refined by a few spherical k-means steps in embedding space.
+   The chosen split is then refined by a few spherical k-means steps in embedding space,
+   and then by a leave-one-out kernel classifier: every note takes the theme that a classifier
+   trained on all the other notes gives it, until nothing moves (``_relabel``), so that a theme
+   may take the shape its notes give it rather than a ball around a centroid.
 5. Each theme gets keywords (class-based TF-IDF over its notes, stop words removed), a label
    made of the top keywords, the representative note (closest to the theme centroid) and the
    count of distinct tables and rounds that raised it.
@@ -64,6 +67,9 @@ NEIGHBOURS_PER_SQRT_N = 0.75  # kNN graph: 0.75 * sqrt(n) neighbours (at least 5
 LOCAL_SCALING = True  # self-tuning Gaussian weights on the kNN graph
 LOCAL_SCALE_NEIGHBOUR = 7  # sigma_i = distance to the 7th neighbour (Zelnik-Manor & Perona)
 REFINE_ITERATIONS = 5  # spherical k-means steps in embedding space after the spectral split
+RELABEL_ITERATIONS = 30  # then leave-one-out kernel classifier passes (0: off), see _relabel
+RELABEL_BANDWIDTH = 0.5  # its Gaussian kernel's width, times the median squared distance
+RELABEL_RIDGE = 0.3  # ridge penalty of that classifier
 EXTENDED_MAX_THEMES = 20  # hard ceiling for very large harvests
 EXTEND_SILHOUETTE_GAIN = 1.15  # more than the base cap only when 15% crisper than any k <= cap
 LABEL_KEYWORDS = 3
@@ -243,6 +249,77 @@ def _refine(z: np.ndarray, labels: np.ndarray, weights: np.ndarray, iters: int) 
     return labels
 
 
+def _relabel(z: np.ndarray, labels: np.ndarray, iters: int, min_k: int) -> np.ndarray:
+    """Give every item the theme that a classifier trained on all the *other* items gives it,
+    until nothing moves (at most ``iters`` passes).
+
+    The classifier is kernel ridge regression on one-hot themes, one example per distinct note,
+    with a Gaussian kernel on the unit vectors whose width is ``RELABEL_BANDWIDTH`` times the
+    median squared distance between items (so it adapts to each model's spread: USE's median
+    is ~1.8, e5's ~0.45). Its leave-one-out predictions come in closed form from one matrix
+    inverse, M = (K + lambda I)^-1: the hat matrix is H = K M = I - lambda M and the prediction
+    for item i without item i is (f_i - H_ii y_i) / (1 - H_ii), so each pass is one product.
+
+    Why: nearest-centroid refinement makes every theme a ball around its centroid, while a
+    topic is often several kinds of note (on health: clinics, medicines, epidemics); the
+    kernel classifier lets a theme take the shape its notes give it. A theme that no item
+    keeps is dropped; the count never goes below ``min_k``.
+
+    Passes are asynchronous (each move updates the votes the next note sees), which is what
+    makes them settle: on the evaluation sets within 10 passes, with at most one note still
+    moving at the cap. All-at-once passes flipped 10-28 notes back and forth for 60 passes.
+
+    Measured with ``python -m cafe.bench clustering``'s data, on random subsets (60% to 95%) of
+    each set, default pipeline, this step against none, mean NMI change in two runs of 18 and
+    30 subsets: SIB-200 English +0.053/+0.061, Polis +0.001/+0.003, Stack Overflow
+    +0.001/+0.004, the six-language set -0.001/-0.003. With ``e5`` vectors alone: +0.02 to
+    +0.06 on all four sets.
+    """
+    n = len(labels)
+    if iters <= 0 or n < 3 or int(labels.max()) < 1:
+        return labels
+    sq = np.maximum(2.0 - 2.0 * (z @ z.T), 0.0)
+    scale = RELABEL_BANDWIDTH * float(np.median(sq[np.triu_indices(n, 1)]))
+    kernel = np.exp(-sq / max(scale, 1e-6))
+    try:
+        m = np.linalg.inv(kernel + RELABEL_RIDGE * np.eye(n))
+    except np.linalg.LinAlgError:
+        return labels
+    hat = np.eye(n) - RELABEL_RIDGE * m
+    np.fill_diagonal(hat, 0.0)  # leave-one-out: item i's own label never votes for itself
+    row = hat.sum(axis=1)
+    labels = labels.copy()
+    k = int(labels.max()) + 1
+    onehot = np.zeros((n, k))
+    onehot[np.arange(n), labels] = 1.0
+    votes = hat @ onehot  # votes[i, c] = sum over j != i of H_ij [label_j == c]
+    size = onehot.sum(axis=0)
+    for _ in range(iters):
+        moved = 0
+        for i in range(n):
+            # centred targets (one-hot minus theme shares): the score of theme c for item i is
+            # (votes[i, c] - row[i] * share_c) / (1 - H_ii); the positive factor cannot change
+            # which theme wins, so it is left out.
+            score = votes[i] - row[i] * (size / n)
+            score[size == 0] = -np.inf
+            old = labels[i]
+            if size[old] == 1 and int((size > 0).sum()) <= min_k:
+                continue  # moving it would empty a theme and go below the allowed count
+            new = int(score.argmax())
+            if new == old or score[new] <= score[old] + 1e-12:
+                continue
+            labels[i] = new
+            size[old] -= 1.0
+            size[new] += 1.0
+            votes[:, old] -= hat[:, i]
+            votes[:, new] += hat[:, i]
+            moved += 1
+        if not moved:
+            break
+    _, labels = np.unique(labels, return_inverse=True)
+    return labels
+
+
 def _silhouette(dist: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> float:
     """Weighted mean silhouette for a precomputed distance matrix."""
     n = len(labels)
@@ -368,6 +445,9 @@ def cluster_vectors(
     if n >= 20 and REFINE_ITERATIONS > 0:
         with np.errstate(all="ignore"):
             labels = _refine(z, labels, w, REFINE_ITERATIONS)
+    if n >= 20 and RELABEL_ITERATIONS > 0:
+        with np.errstate(all="ignore"):
+            labels = _relabel(z, labels, RELABEL_ITERATIONS, max(lo, 1))
     return labels
 
 

