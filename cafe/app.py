@@ -11,9 +11,7 @@ from werkzeug.exceptions import NotFound
 
 from .config import Config
 from .extensions import babel, db, migrate, socketio
-
-SOCKETIO_PATH = "/socket.io/"  # Flask-SocketIO's default path, which the app keeps
-
+from .web.transport import SOCKETIO_PATH
 
 class _Context(RequestContext):
     """A request context that does not look up a view for Socket.IO's path.

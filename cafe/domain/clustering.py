@@ -442,11 +442,10 @@ def cluster_vectors(
         if not candidates or max(s for _, s, _ in candidates) < MIN_SILHOUETTE_TO_SPLIT:
             return np.zeros(n, dtype=np.int64)
     labels = _select(candidates, base_hi)[2]
-    if n >= 20 and REFINE_ITERATIONS > 0:
+    if n >= 20:
         with np.errstate(all="ignore"):
-            labels = _refine(z, labels, w, REFINE_ITERATIONS)
-    if n >= 20 and RELABEL_ITERATIONS > 0:
-        with np.errstate(all="ignore"):
+            if REFINE_ITERATIONS > 0:
+                labels = _refine(z, labels, w, REFINE_ITERATIONS)
             labels = _relabel(z, labels, RELABEL_ITERATIONS, max(lo, 1))
     return labels
 

@@ -74,10 +74,13 @@ class SafePacket(sio_packet.Packet):
 COMPRESSION_HEADER = "HTTP_SEC_WEBSOCKET_EXTENSIONS"
 
 
+SOCKETIO_PATH = "/socket.io"  # Flask-SocketIO's default path, which the app keeps
+
+
 class PollingGuard:
     """WSGI middleware for ``/socket.io``: long-polling POSTs, and websocket compression offers."""
 
-    def __init__(self, app: Callable[..., Any], max_bytes: int, path: str = "/socket.io",
+    def __init__(self, app: Callable[..., Any], max_bytes: int, path: str = SOCKETIO_PATH,
                  compression: bool = False) -> None:
         self.app = app
         self.max_bytes = max_bytes
