@@ -148,8 +148,8 @@ def test_send_nowait_writes_what_the_socket_takes_and_the_rest_goes_out_first_an
         assert ws.send_nowait("refused while a frame's end waits") == transport.NOT_SENT
         go_on.set()
         for m in range(n, n + 5):           # waits for room as the phone reads: the kept end goes first
+            sent.append(f"{m}:" + "y" * 3000)  # before sending: the phone may read it before send returns
             ws.send(f"{m}:" + "y" * 3000)
-            sent.append(f"{m}:" + "y" * 3000)
         ws.wait()
         return []
 
