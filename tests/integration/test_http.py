@@ -176,6 +176,46 @@ def test_user_text_is_escaped_in_pages(actions: Actions) -> None:
         assert "<script>alert(1)</script>" not in body and "&lt;script&gt;" in body
 
 
+def test_a_socket_connection_opens_its_cookie_session_and_binds_its_urls_once(app: Any, monkeypatch: Any) -> None:
+    """Every socket event's request context has the connection's environ, whose cookies never change: the
+    session (a signature check) and the URL adapter are made at its first event, not at every one (about
+    100 µs an event). Each connection has its own, and pages still open the session at every request."""
+    from flask import session
+    from flask.globals import request_ctx
+    from werkzeug.test import EnvironBuilder
+
+    cookie = app.session_interface.get_signing_serializer(app).dumps({"facilitator_id": 7})
+    opened: list[str] = []
+    real_open = app.session_interface.open_session
+
+    def counting_open(the_app: Any, request: Any) -> Any:
+        opened.append(request.path)
+        return real_open(the_app, request)
+
+    monkeypatch.setattr(app.session_interface, "open_session", counting_open)
+
+    def environ(path: str, value: str) -> dict[str, Any]:
+        return EnvironBuilder(path=path, query_string="EIO=4&transport=websocket",
+                              headers={"Cookie": f"session={value}"}).get_environ()
+
+    first, second = environ("/socket.io/", cookie), environ("/socket.io/", "forged")
+    adapters = []
+    for _ in range(3):
+        with app.request_context(first):
+            assert session.get("facilitator_id") == 7
+            adapters.append(request_ctx.url_adapter)
+    with app.request_context(second):
+        assert session.get("facilitator_id") is None
+        assert request_ctx.url_adapter is not adapters[0]
+    assert opened == ["/socket.io/", "/socket.io/"]
+    assert adapters[0] is not None and all(adapter is adapters[0] for adapter in adapters)
+    page = environ("/join", cookie)
+    for _ in range(2):
+        with app.request_context(page):
+            assert session.get("facilitator_id") == 7
+    assert opened[2:] == ["/join", "/join"]
+
+
 @pytest.mark.parametrize("method,upgrade", [("GET", False), ("POST", False), ("GET", True)])
 def test_a_socket_event_leaves_no_garbage_for_the_cyclic_collector(app: Any, method: str, upgrade: bool) -> None:
     """Flask-SocketIO pushes a request context with the connection's environ for every socket event.
