@@ -17,6 +17,11 @@ _SESSION = "cafe.session"            # the connection's environ: its cookie sess
 _URL_ADAPTER = "cafe.url_adapter"    # and its URL adapter, bound once
 
 
+def _on_socket(environ: dict[str, Any]) -> bool:
+    """Whether ``environ`` is a Socket.IO connection's (whose request context every event pushes again)."""
+    return environ.get("PATH_INFO", "").startswith(SOCKETIO_PATH)
+
+
 class _SocketContext(RequestContext):
     """The request context Flask-SocketIO pushes for every socket event, made once per connection where it can.
 
@@ -51,12 +56,12 @@ class _SocketContext(RequestContext):
 
 class _Flask(Flask):
     def request_context(self, environ: dict[str, Any]) -> RequestContext:
-        if environ.get("PATH_INFO", "").startswith(SOCKETIO_PATH):
+        if _on_socket(environ):
             return _SocketContext(self, environ)
         return super().request_context(environ)
 
     def create_url_adapter(self, request: Any) -> Any:
-        if request is None or not request.path.startswith(SOCKETIO_PATH):
+        if request is None or not _on_socket(request.environ):
             return super().create_url_adapter(request)
         adapter = request.environ.get(_URL_ADAPTER)
         if adapter is None:
