@@ -13,8 +13,8 @@ aggregate rate for ``--duration`` seconds, ends the round and starts round 2 (``
 changes, each judged). It then does the same
 against :mod:`cafe.bench.bare_server` (no database, plain room broadcasts) and prints one JSON object:
 phones connected and the time it took, notes acknowledged / seen on the dashboard / lost / duplicated,
-note→dashboard latency (from the phone sending ``note_add`` to the dashboard receiving ``note_added``),
-how long a round change takes to reach every phone (``round_start`` sent → the last ``seat_assigned``),
+note→dashboard latency (from the phone sending ``note_add`` to the dashboard receiving ``note_added``;
+with several workers also apart for notes written on the dashboard's worker and on the others), how long a round change takes to reach every phone (``round_start`` sent → the last ``seat_assigned``),
 the servers' CPU and memory, memory per connected phone, and the app's latency as a ratio of the bare
 server's.
 
@@ -335,7 +335,8 @@ async def _write_notes(phones: list[Phone], rate: float, duration: float, start_
     async def send(phone: Phone, number: int) -> None:
         client_id = str(uuid.uuid4())
         text = f"Note {number} from phone {phone.index}: more benches and shade along the river path"
-        record: dict[str, Any] = {"client_id": client_id, "sent": time.time(), "ack": None, "ok": None}
+        record: dict[str, Any] = {"client_id": client_id, "sent": time.time(), "ack": None, "ok": None,
+                                  "port": phone.port}
         records.append(record)
         try:
             assert phone.client is not None
@@ -565,6 +566,18 @@ def make_cafe(servers: Servers, rotations: int = 1) -> tuple[int, str, str]:
 
 
 # -- the coordinator ------------------------------------------------------------------------------------
+def latency_by_route(acked: list[dict[str, Any]], seen: dict[str, list[float]], dashboard_port: int) -> dict[str, Any]:
+    """With several workers, note-to-dashboard latency apart for the two routes a note takes: written on the
+    dashboard's worker (it reaches the dashboard within that process), or on another one (through the
+    message queue)."""
+    routes: dict[str, list[float]] = {"same_worker": [], "other_worker": []}
+    for r in acked:
+        if r["client_id"] in seen:
+            route = "same_worker" if r.get("port") == dashboard_port else "other_worker"
+            routes[route].append((seen[r["client_id"]][0] - r["sent"]) * 1000)
+    return {route: _stats_ms(values) for route, values in routes.items()}
+
+
 def _percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -750,6 +763,8 @@ async def run_one(kind: str, args: argparse.Namespace, server: str) -> dict[str,
                                                                                     if r["client_id"] in dash.seen),
             "lost": lost, "duplicated": duplicated, "not_acknowledged": len(records) - len(acked),
             "errors": by_error, "ack_ms": _stats_ms(ack_ms), "dashboard_latency_ms": _stats_ms(latencies)}
+        if len(servers.ports) > 1:
+            result["notes"]["dashboard_latency_ms_by_route"] = latency_by_route(acked, dash.seen, servers.ports[0])
         if rate < args.rate:
             result["notes"]["rate_capped_to"] = round(rate, 1)
 

@@ -106,3 +106,14 @@ def test_with_several_rotations_the_slowest_round_change_is_judged() -> None:
     assert not verdict(app, None, 10)["round_change_ms"]["met"]
     app["rotations"]["seated"][2] = 10
     assert verdict(app, None, 10)["round_change_ms"]["met"]
+
+
+def test_with_several_workers_latency_is_also_given_apart_for_each_route() -> None:
+    from cafe.bench.load import latency_by_route
+
+    acked = [{"client_id": "a", "sent": 10.0, "port": 5001}, {"client_id": "b", "sent": 10.0, "port": 5002},
+             {"client_id": "c", "sent": 10.0, "port": 5002}, {"client_id": "d", "sent": 10.0, "port": 5001}]
+    seen = {"a": [10.002, 10.5], "b": [10.004], "c": [10.006]}      # "d" never reached the dashboard
+    routes = latency_by_route(acked, seen, dashboard_port=5001)
+    assert routes["same_worker"]["n"] == 1 and routes["same_worker"]["p50"] == 2.0      # its first arrival
+    assert routes["other_worker"]["n"] == 2 and routes["other_worker"]["max"] == 6.0
