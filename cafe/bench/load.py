@@ -1,7 +1,8 @@
 """``python -m cafe.bench load``: many phones against the real server, and the same load against a bare one.
 
     python -m cafe.bench load --phones 2000 --duration 60 [--rate 400] [--workers 2] \
-        [--server eventlet|gevent|both] [--database sqlite|postgres] [--via python|gunicorn] [--pairs N] [--rotations N] [--out result.json]
+        [--server eventlet|gevent|both] [--database sqlite|postgres] [--via python|gunicorn] \
+        [--pairs N] [--rotations N] [--out result.json]
 
 For each server kind it starts the app (``python wsgi.py``, or with ``--via gunicorn`` the documented
 production command ``gunicorn -c python:cafe.gunicorn_conf wsgi:app``; one process per worker, on loopback),
@@ -14,8 +15,9 @@ changes, each judged). It then does the same
 against :mod:`cafe.bench.bare_server` (no database, plain room broadcasts) and prints one JSON object:
 phones connected and the time it took, notes acknowledged / seen on the dashboard / lost / duplicated,
 note→dashboard latency (from the phone sending ``note_add`` to the dashboard receiving ``note_added``;
-with several workers also apart for notes written on the dashboard's worker and on the others), how long a round change takes to reach every phone (``round_start`` sent → the last ``seat_assigned``),
-the servers' CPU and memory, memory per connected phone, and the app's latency as a ratio of the bare
+with several workers also apart for notes written on the dashboard's worker and on the others), how
+long a round change takes to reach every phone (``round_start`` sent → the last ``seat_assigned``), the
+servers' CPU and memory, memory per connected phone, and the app's latency as a ratio of the bare
 server's.
 
 The phones run in several client processes (``--clients``), each an asyncio loop of minimal Socket.IO
@@ -839,7 +841,8 @@ def verdict(app: dict[str, Any], bare: dict[str, Any] | None, phones: int) -> di
     checks: dict[str, Any] = {
         "all_connected": {"value": app["phones"]["connected"], "target": phones,
                           "met": app["phones"]["connected"] == phones},
-        "none_lost": {"value": notes["lost"] + notes["not_acknowledged"], "met": notes["lost"] + notes["not_acknowledged"] == 0},
+        "none_lost": {"value": notes["lost"] + notes["not_acknowledged"],
+                      "met": notes["lost"] + notes["not_acknowledged"] == 0},
         "none_duplicated": {"value": notes["duplicated"], "met": notes["duplicated"] == 0},
         "p95_ms": {"value": lat["p95"], "target": TARGETS["p95_ms"],
                    "met": lat["p95"] is not None and lat["p95"] <= TARGETS["p95_ms"]},
@@ -920,8 +923,11 @@ def run_pairs(args: argparse.Namespace, server: str) -> dict[str, Any]:
         entry["targets"] = verdict(app, bare, args.phones)
         others = [verdict(a, None, args.phones) for i, (a, _) in enumerate(runs) if a and i != pick]
         if others:  # every other target must hold in every pair too
-            entry["targets"]["other_pairs_met"] = {"value": [o["all_met"] for o in others],
-                                                   "met": all(o["all_met"] for o in others)}
+            # ... and what a pair missed is named, with its value, so a failed verdict can be read
+            entry["targets"]["other_pairs_met"] = {
+                "value": [o["all_met"] for o in others], "met": all(o["all_met"] for o in others),
+                "missed": [{name: c["value"] for name, c in o.items() if isinstance(c, dict) and not c["met"]}
+                           for o in others]}
             entry["targets"]["all_met"] = entry["targets"]["all_met"] and all(o["all_met"] for o in others)
     return entry
 

@@ -117,3 +117,31 @@ def test_with_several_workers_latency_is_also_given_apart_for_each_route() -> No
     routes = latency_by_route(acked, seen, dashboard_port=5001)
     assert routes["same_worker"]["n"] == 1 and routes["same_worker"]["p50"] == 2.0      # its first arrival
     assert routes["other_worker"]["n"] == 2 and routes["other_worker"]["max"] == 6.0
+
+
+def test_a_pair_that_misses_a_target_outside_the_median_names_it(monkeypatch) -> None:
+    import argparse
+
+    from cafe.bench import load
+
+    def result(p95: float, slowest: float) -> dict:
+        return {"phones": {"connected": 10}, "round_2": {"seated": 10, "last_phone_ms": 100.0},
+                "rotations": {"last_phone_ms": [100.0, slowest], "median_ms": 100.0, "max_ms": slowest,
+                              "seated": [10, 10]},
+                "server_process": {"kb_per_phone": 40.0},
+                "notes": {"lost": 0, "not_acknowledged": 0, "duplicated": 0,
+                          "dashboard_latency_ms": {"p50": p95 / 2, "p95": p95, "p99": p95 * 2}}}
+
+    # p95 ratios 1.0 (the median pair), 1.2 with a round change of 560 ms, and 0.8
+    runs = {"app": [result(10.0, 120.0), result(12.0, 560.0), result(8.0, 130.0)],
+            "bare": [result(10.0, 200.0), result(10.0, 200.0), result(10.0, 200.0)]}
+
+    async def run_one(kind: str, args: argparse.Namespace, server: str) -> dict:
+        return runs[kind].pop(0)
+
+    monkeypatch.setattr(load, "run_one", run_one)
+    entry = load.run_pairs(argparse.Namespace(pairs=3, only=None, phones=10), "eventlet")
+    assert [p["median"] for p in entry["pairs"]] == [True, False, False]
+    others = entry["targets"]["other_pairs_met"]
+    assert others["value"] == [False, True] and not others["met"] and not entry["targets"]["all_met"]
+    assert others["missed"] == [{"round_change_ms": 560.0}, {}]
