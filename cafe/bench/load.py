@@ -922,13 +922,13 @@ def run_pairs(args: argparse.Namespace, server: str) -> dict[str, Any]:
     if app:
         entry["targets"] = verdict(app, bare, args.phones)
         others = [verdict(a, None, args.phones) for i, (a, _) in enumerate(runs) if a and i != pick]
-        if others:  # every other target must hold in every pair too
-            # ... and what a pair missed is named, with its value, so a failed verdict can be read
+        if others:  # every other target must hold in every pair too; what a pair missed is named, with its value
+            met = [o["all_met"] for o in others]
             entry["targets"]["other_pairs_met"] = {
-                "value": [o["all_met"] for o in others], "met": all(o["all_met"] for o in others),
+                "value": met, "met": all(met),
                 "missed": [{name: c["value"] for name, c in o.items() if isinstance(c, dict) and not c["met"]}
                            for o in others]}
-            entry["targets"]["all_met"] = entry["targets"]["all_met"] and all(o["all_met"] for o in others)
+            entry["targets"]["all_met"] = entry["targets"]["all_met"] and all(met)
     return entry
 
 
