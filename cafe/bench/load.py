@@ -642,6 +642,7 @@ class Dashboard:
     seen: dict[str, list[float]] = field(default_factory=dict)
     note_ids: dict[str, set[int]] = field(default_factory=dict)
     events: dict[str, int] = field(default_factory=dict)
+    people: dict[str, Any] | None = None     # the room's counts, kept as static/js/live.js keeps them
 
     def on_event(self, name: str, data: Any, at: float) -> None:
         self.events[name] = self.events.get(name, 0) + 1
@@ -650,6 +651,11 @@ class Dashboard:
             cid = str(note.get("client_id"))
             self.seen.setdefault(cid, []).append(at)
             self.note_ids.setdefault(cid, set()).add(note.get("id"))
+        elif name == "participants_changed" and isinstance(data, dict):
+            counted_at = data.get("counted_at", -1)
+            if self.people is None or counted_at >= self.people["counted_at"]:
+                self.people = {"count": data.get("count"), "connected": data.get("connected"),
+                               "counted_at": counted_at}
 
 
 async def run_one(kind: str, args: argparse.Namespace, server: str) -> dict[str, Any]:
@@ -702,6 +708,8 @@ async def run_one(kind: str, args: argparse.Namespace, server: str) -> dict[str,
                             "connect_ms": _stats_ms(connect_ms), "errors": errors,
                             "offered_compression": not args.no_deflate,
                             "compressed": sum(j["compressed"] for j in joined)}
+        if dash.people is not None:                   # what the dashboard shows once everyone has joined
+            result["phones"]["dashboard_shows"] = {k: dash.people[k] for k in ("count", "connected")}
 
         async def round_change(round_no: int) -> dict[str, Any]:
             t0 = time.time()

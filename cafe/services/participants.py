@@ -1,10 +1,12 @@
 """Residents joining, rejoining, leaving and dropping off."""
 from __future__ import annotations
 
+import functools
+import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import JSON, TextClause, bindparam, select, text, update
 
 from ..domain.codes import hash_secret, new_secret, normalise_join_code
 from ..domain.protocol import ParticipantJoin
@@ -15,6 +17,8 @@ from .cafes import cafe_for_facilitator
 from .errors import ServiceError
 from .harvest import harvest_for_facilitator, harvest_for_participant
 from .events import Outbox, Publisher, cafe_room, facilitators_room, participant_room, table_room
+
+log = logging.getLogger(__name__)
 
 __all__ = ["JoinResult", "JoinedPerson", "join", "leave", "disconnect", "facilitator_join", "remove"]
 
@@ -76,18 +80,22 @@ def _presence_event(outbox: Outbox, cafe_id: int, participant: Participant | Non
 def join(cmd: ParticipantJoin, sid: str | None, now: float, publisher: Publisher) -> JoinResult:
     """Join a café by its code, or rejoin with the token the phone kept."""
     code = normalise_join_code(cmd.join_code)
+    if not cmd.rejoin_token and db.session.get_bind().dialect.name == "postgresql":
+        result = _join_at_once(cmd, code, sid, now, publisher)
+        if result is not None:
+            return result
+    # On PostgreSQL a newcomer is written in one statement (see _join_at_once); this transaction is for a
+    # phone coming back, for SQLite, and for whatever that statement leaves (a code it did not find).
     # A lock on the café's row (PostgreSQL; SQLite has one writer anyway): a round starting meanwhile
     # holds the café for update, so a phone that comes back while its seats are written waits until they
     # are committed and then enters the new table's room. Without it, the round start read the phone's old
     # connection, and the new one stayed in last round's room.
-    # SQLAlchemy's ``key_share=True`` is ``FOR NO KEY UPDATE``, so joins take their turn on the row (each
-    # writes it anyway: the newcomer's number, the version). ``FOR KEY SHARE``, which lets joins overlap, was
-    # measured (2 workers, PostgreSQL, 2,000 phones, eventlet) and is worse: the crowd did not join sooner
-    # (15-21 s against 15-16 s: a join's CPU, not the lock, is the limit), and the row, share-locked by many
-    # joins at once, left PostgreSQL resolving multixacts at every later write of it: its CPU went from 45%
-    # to 84-100% of a core while notes came in, note p95 from 13-16 ms to 52-118 ms, and a round change
-    # from 0.22 s to 1.7-2.3 s. Splitting a newcomer's join in two transactions, its writes first and then
-    # its snapshot under the key share, did not make the crowd join sooner either (14.9-15.9 s).
+    # SQLAlchemy's ``key_share=True`` is ``FOR NO KEY UPDATE``, so joins take their turn on the row (a new
+    # one writes it anyway: the newcomer's number, the version). ``FOR KEY SHARE`` did not let a crowd of
+    # newcomers join sooner (2 workers, PostgreSQL, 2,000 phones: 15-21 s against 15-16 s), since each still
+    # held the row from its first write to its commit, and the row, share-locked by many joins at once, left
+    # PostgreSQL resolving multixacts at every later write of it: its CPU went from 45% to 84-100% of a core
+    # while notes came in, note p95 from 13-16 ms to 52-118 ms, and a round change from 0.22 s to 1.7-2.3 s.
     cafe = db.session.scalar(select(Cafe).where(Cafe.join_code == code).with_for_update(key_share=True))
     if cafe is None:
         raise ServiceError("unknown_code", "No café has that code. Please check it with the facilitator.", 404)
@@ -157,6 +165,87 @@ def join(cmd: ParticipantJoin, sid: str | None, now: float, publisher: Publisher
         raise
     outbox.publish(publisher)
     return JoinResult(joined, token, snapshot, rejoined)
+
+
+@functools.cache
+def _newcomer_statement() -> TextClause:
+    """PostgreSQL: a newcomer's whole write in one statement that commits itself (autocommit): the café's
+    newcomer number and version, and the participant's row. Nothing comes back if the code is unknown or
+    the café takes no one new (the transaction then says why)."""
+    return text("""
+WITH c AS (
+    UPDATE cafe SET participant_seq = participant_seq + 1, version = version + 1
+    WHERE join_code = :code AND phase <> 'ended' AND joins_open
+    RETURNING id, participant_seq)
+INSERT INTO participant (cafe_id, number, name, language, token_hash, joined_at, last_seen_at, connected, sid,
+                         removed, fixed, languages, can_scribe)
+SELECT c.id, c.participant_seq, :name, :language, :token_hash, :now, :now, true, :sid, false, :fixed,
+       :languages, false
+FROM c
+RETURNING id, cafe_id, number""").bindparams(bindparam("languages", type_=JSON(none_as_null=True)))
+
+
+def _join_at_once(cmd: ParticipantJoin, code: str, sid: str | None, now: float,
+                  publisher: Publisher) -> JoinResult | None:
+    """A newcomer on PostgreSQL: written in one statement (see :func:`_newcomer_statement`), then the
+    snapshot read after the commit; ``None`` if the statement wrote nothing (the transaction then answers).
+
+    Every join writes the café's row, so joins take turns on its lock. In a transaction the lock was held
+    from its first statement to its COMMIT, across ten round trips, each a wait for the event loop of a
+    worker busy with hundreds of other phones: the crowd joined one at a time (2 workers, 2,000 phones:
+    30 sessions waiting on the row at any moment). Here it is held only while the statement runs, inside
+    PostgreSQL. The round start needs no more: it reads who is connected under its own lock on the row, so
+    it either seats this phone through the connection just committed, or does not seat it this round.
+    The rooms are entered before the snapshot is read, as in the transaction (see :func:`join`)."""
+    token = new_secret(32)
+    language = cmd.language or "en"
+    db.session.rollback()       # the statement commits itself: no transaction of the session's may be open
+    connection = db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    row = connection.execute(_newcomer_statement(), {
+        "code": code, "name": cmd.name, "language": language, "token_hash": hash_secret(token), "now": now,
+        "sid": sid, "fixed": bool(cmd.stay_put), "languages": list(cmd.languages or ()) or None}).first()
+    if row is None:
+        db.session.rollback()
+        return None
+    person = Participant(id=row.id, cafe_id=row.cafe_id, number=row.number, name=cmd.name, language=language,
+                         connected=True, fixed=bool(cmd.stay_put), removed=False, can_scribe=False, left_at=None)
+    rooms = [cafe_room(row.cafe_id), participant_room(row.id)] if sid else []
+    try:
+        if sid:
+            publisher.move(sid, [], rooms)
+        cafe = db.session.get(Cafe, row.cafe_id)
+        assert cafe is not None             # a café is deleted only with its participants
+        counts = participant_counts(db.session, cafe.id)
+        snapshot = (participant_snapshot(cafe, person, now, counts=counts, newcomer=True)
+                    | harvest_for_participant(db.session, cafe, person.id))
+        if sid and snapshot["seat"] is not None:      # a round started meanwhile and seated this phone
+            table = table_room(cafe.id, cafe.current_round, snapshot["seat"]["table"])
+            rooms.append(table)
+            publisher.move(sid, [], [table])
+        outbox = Outbox()
+        _presence_event(outbox, cafe.id, person, counts)
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        if sid:
+            publisher.move(sid, rooms, [])
+        _forget(person.id, now)
+        raise
+    outbox.publish(publisher)
+    return JoinResult(JoinedPerson(person.id, person.cafe_id, person.number, person.display_name, language),
+                      token, snapshot, False)
+
+
+def _forget(participant_id: int, now: float) -> None:
+    """A newcomer whose answer could not be made: the phone never got its token, so it will join anew.
+    Their row is marked gone (not connected, left), so no one counts or seats it; best effort."""
+    try:
+        db.session.execute(update(Participant).where(Participant.id == participant_id)
+                           .values(connected=False, sid=None, left_at=now))
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        log.warning("could not mark participant %s gone after a failed join", participant_id, exc_info=True)
 
 
 def leave(participant_id: int, now: float, publisher: Publisher) -> None:

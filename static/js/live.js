@@ -19,7 +19,21 @@
       onChange(model, what);
     }
 
+    /* Counts read by joins running side by side (on several workers) can arrive in another order than they
+       were read: keep the latest read (counted_at is the café's version it was read at). */
+    var countsAt = -1;
+    function takeCounts(counts) {
+      if (!counts) { return false; }
+      if (typeof counts.counted_at === 'number') {
+        if (counts.counted_at < countsAt) { return false; }
+        countsAt = counts.counted_at;
+      }
+      return true;
+    }
+
     function applySnapshot(s) {
+      countsAt = -1;
+      takeCounts(s.state.participants);
       model.state = s.state;
       C.syncClock(s.state);
       model.seating = s.seating;
@@ -57,12 +71,15 @@
     socket.on('cafe_state', function (s) {
       if (C.isOlder(s, model.state)) { return; }
       var roundChanged = !model.state || model.state.round !== s.round || model.state.phase !== s.phase;
+      if (!takeCounts(s.participants) && model.state) { s.participants = model.state.participants; }
       model.state = s; model.version = s.version; C.syncClock(s);
       changed(roundChanged ? 'phase' : 'state');
     });
     socket.on('seating_changed', function (s) { model.seating = s; changed('seating'); });
     socket.on('participants_changed', function (m) {
-      if (model.state) { model.state.participants = {count: m.count, connected: m.connected}; }
+      if (model.state && takeCounts(m)) {
+        model.state.participants = {count: m.count, connected: m.connected, counted_at: m.counted_at};
+      }
       if (m.participant) { model.participants[m.participant.id] = m.participant; }
       changed('participants');
     });

@@ -230,7 +230,8 @@ def test_the_version_a_page_asks_from_is_one_it_has_everything_up_to(live_server
 def test_the_dashboard_model_keeps_the_newest_copy_whatever_order_events_arrive_in(live_server: LiveServer,
                                                                                     browser: Any) -> None:
     """static/js/live.js against a stand-in socket: events are handed to it out of version order, as two
-    workers can deliver them, and the model keeps the newest of each thing; a reconnect asks from the
+    workers can deliver them, and the model keeps the newest of each thing (of the room's counts, the ones
+    read last); a reconnect asks from the
     snapshot's version, since none of the events had settled."""
     ctx = browser.new_context()
     page = ctx.new_page()
@@ -267,17 +268,23 @@ def test_the_dashboard_model_keeps_the_newest_copy_whatever_order_events_arrive_
       s.fire('tally_changed', {tally: [{theme_id: 1, dots: 4, voters: 2, paper: 0}], voters: 2, version: 18});
       s.fire('themes_changed', {themes: [{id: 1, label: 'newer'}], version: 21});
       s.fire('themes_changed', {themes: [{id: 1, label: 'older'}], version: 19});
-      s.fire('cafe_state', {version: 22, phase: 'break', round: 1});
+      // counts read by joins side by side, arriving in another order; then a state read before them
+      s.fire('participants_changed', {count: 5, connected: 5, counted_at: 31, participant: {id: 5, name: 'Guest 5'}});
+      s.fire('participants_changed', {count: 4, connected: 4, counted_at: 30, participant: {id: 4, name: 'Guest 4'}});
+      s.fire('cafe_state', {version: 22, phase: 'break', round: 1,
+                            participants: {count: 3, connected: 3, counted_at: 22}});
       s.fire('cafe_state', {version: 16, phase: 'round', round: 1});
       s.fire('disconnect');
       s.fire('connect');
       const again = window.sent.shift();
       return {first: [name, payload.since_version === undefined], notes: model.notes, tally: model.tally.voters,
               themes: model.themes[0].label, phase: [model.state.phase, model.state.version],
+              counts: [model.state.participants.count, Object.keys(model.participants).sort()],
               rejoin: [again[0], again[1].since_version]};
     }""")
     assert seen["first"] == ["facilitator_join", True]
     assert {k: v["text"] for k, v in seen["notes"].items()} == {"2": "two, edited"}
     assert seen["tally"] == 5 and seen["themes"] == "newer" and seen["phase"] == ["break", 22]
+    assert seen["counts"] == [5, ["4", "5"]]           # the counts read last; everyone who changed
     assert seen["rejoin"] == ["facilitator_join", 10]
     ctx.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from tests.conftest import Actions
+from tests.conftest import Actions, both_databases
 from tests.integration.conftest import events, of
 
 
@@ -115,6 +115,7 @@ def test_error_answers_speak_the_phones_language(actions: Actions) -> None:
     assert refused["code"] == "unknown_code" and "No café" not in refused["message"]
 
 
+@both_databases
 def test_seating_needs_languages_and_staying_at_one_table(actions: Actions) -> None:
     fac = actions.facilitator()
     cafe = actions.cafe(fac, seats_per_table=3, hosts=False, rounds=3)

@@ -30,6 +30,7 @@ def start(dash: Any, cafe_id: int, event: str = "round_start", **extra: Any) -> 
     return dash.emit(event, {"cafe_id": cafe_id} | extra, callback=True)
 
 
+@both_databases
 def test_join_gives_token_snapshot_and_guest_name(actions: Actions, cafe_ready: dict[str, Any]) -> None:
     phone, answer = actions.phone(cafe_ready["cafe"]["join_code"])
     assert answer["ok"], answer
@@ -44,6 +45,7 @@ def test_join_gives_token_snapshot_and_guest_name(actions: Actions, cafe_ready: 
     assert changed and changed[-1]["count"] == 1 and changed[-1]["participant"]["name"] == "Guest 1"
 
 
+@both_databases
 def test_join_code_is_forgiving_and_unknown_codes_are_refused(actions: Actions, cafe_ready: dict[str, Any]) -> None:
     code = cafe_ready["cafe"]["join_code"]
     spaced = f"{code[:3].lower()} {code[3:].lower()}"
@@ -396,6 +398,7 @@ def test_the_next_round_is_planned_ahead_and_planned_again_when_the_room_changed
     assert of(names(late), "seat_assigned")[-1]["round"] == 3
 
 
+@both_databases
 def test_joins_can_be_closed_and_rejoin_still_works(actions: Actions, cafe_ready: dict[str, Any]) -> None:
     dash, cafe_id, code = cafe_ready["dash"], cafe_ready["cafe"]["id"], cafe_ready["cafe"]["join_code"]
     _p, first = actions.phone(code)
@@ -488,6 +491,79 @@ def test_a_new_phone_is_written_once_and_its_join_reads_nothing_after_the_commit
                                  .where(Participant.id == answer["participant"]["id"])).one()
     assert row.connected and row.sid
 
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_new_phone_holds_the_cafes_row_only_while_its_one_statement_runs(
+        actions: Actions, cafe_ready: dict[str, Any], database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every join writes the café's row (the newcomer's number, the version), so joins take turns on its
+    lock. On PostgreSQL a new phone is written in one statement that commits itself: by the time its
+    connection enters the café's rooms (before its snapshot is read) the row is free again. In a transaction
+    it stayed locked until the commit, and a crowd joined one phone at a time."""
+    import psycopg
+
+    code, cafe_id = cafe_ready["cafe"]["join_code"], cafe_ready["cafe"]["id"]
+    publisher = actions.app.extensions["cafe.publisher"]
+    real_move = publisher.move
+    found: list[str] = []
+
+    def move(sid: str, leave: list[str], enter: list[str]) -> None:
+        if not found:
+            with psycopg.connect(database_url) as other:
+                try:
+                    other.execute("SELECT id FROM cafe WHERE id = %s FOR UPDATE NOWAIT", (cafe_id,))
+                    found.append("free")
+                except psycopg.errors.LockNotAvailable:
+                    found.append("locked")
+        real_move(sid, leave, enter)
+
+    monkeypatch.setattr(publisher, "move", move)
+    _sock, answer = actions.phone(code, name="Amina", languages=["rw", "en"], stay_put=True)
+    assert answer["ok"], answer
+    assert found == ["free"]
+    snap = answer["snapshot"]
+    assert snap["seat"] is None and snap["notes"] == [] and snap["can_scribe"] is False
+    assert snap["state"]["participants"]["count"] == 1
+    monkeypatch.undo()
+    second = actions.phone(code)[1]
+    assert second["participant"]["number"] == answer["participant"]["number"] + 1 == 2
+    from cafe.extensions import db
+    from cafe.models import Cafe, Participant
+    with actions.app.app_context():
+        person = db.session.get(Participant, answer["participant"]["id"])
+        assert (person.name, person.languages, person.fixed, person.connected) == ("Amina", ["rw", "en"], True, True)
+        assert person.left_at is None and person.sid and not person.removed and not person.can_scribe
+        assert db.session.get(Participant, second["participant"]["id"]).languages is None
+        assert db.session.get(Cafe, cafe_id).version == snap["state"]["version"] + 1
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_new_phone_whose_answer_fails_after_its_write_is_not_left_behind(
+        actions: Actions, cafe_ready: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL writes a new phone before reading its snapshot: if the reading fails, the phone gets an
+    error (and no token, so it will join anew), and the row written for it is marked gone, so that the
+    room's count and seating do not keep a ghost."""
+    from sqlalchemy import select
+
+    from cafe.extensions import db
+    from cafe.models import Participant
+    from cafe.services import participants
+
+    code, dash = cafe_ready["cafe"]["join_code"], cafe_ready["dash"]
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(participants, "harvest_for_participant", broken)
+    _sock, failed = actions.phone(code)
+    assert failed["ok"] is False and failed["error"]["code"] == "internal", failed
+    monkeypatch.undo()
+    _sock2, answer = actions.phone(code)
+    assert answer["ok"] and answer["snapshot"]["state"]["participants"]["count"] == 1, answer
+    assert of(names(dash), "participants_changed")[-1]["count"] == 1
+    with actions.app.app_context():
+        ghost = db.session.scalars(select(Participant).where(Participant.id != answer["participant"]["id"])).one()
+        assert not ghost.connected and ghost.sid is None and ghost.left_at is not None
 
 def test_disconnect_marks_participant_away(actions: Actions, cafe_ready: dict[str, Any]) -> None:
     phone, _ = actions.phone(cafe_ready["cafe"]["join_code"])

@@ -39,6 +39,8 @@ def test_load_benchmark_smoke(tmp_path: Path) -> None:
         assert result["phones"]["still_connected_at_end"] == 20
         # the phones offered websocket compression, as browsers do, and both servers declined it
         assert result["phones"]["offered_compression"] is True and result["phones"]["compressed"] == 0
+    # the room's counts as the dashboard shows them once everyone has joined (the latest read, by counted_at)
+    assert run["app"]["phones"]["dashboard_shows"] == {"count": 20, "connected": 20}, run["app"]["phones"]
     assert run["targets"]["none_lost"]["met"] and run["targets"]["none_duplicated"]["met"]
     assert set(run["app_to_bare_ratio"]) >= {"p50", "p95", "p99"}
 
