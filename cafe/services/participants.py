@@ -6,7 +6,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import JSON, TextClause, bindparam, select, text, update
+from sqlalchemy import JSON, TextClause, Update, bindparam, select, text, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ..domain.codes import hash_secret, new_secret, normalise_join_code
 from ..domain.protocol import ParticipantJoin
@@ -120,14 +121,12 @@ def join(cmd: ParticipantJoin, sid: str | None, now: float, publisher: Publisher
         if not cafe.joins_open:
             raise ServiceError("joins_closed", "This café is not taking new people right now.", 403)
         token = new_secret(32)
-        number = db.session.execute(
-            Cafe.__table__.update().where(Cafe.id == cafe.id).values(participant_seq=Cafe.participant_seq + 1)
-            .returning(Cafe.participant_seq)).scalar_one()
+        number, version = db.session.execute(_numbered_statement(), {"cafe_id": cafe.id}).one()
+        set_committed_value(cafe, "version", version)
         person = Participant(cafe_id=cafe.id, number=number, name=cmd.name, language=cmd.language or "en",
                              token_hash=hash_secret(token), joined_at=now, last_seen_at=now, connected=True,
                              sid=sid, removed=False, fixed=False)
         db.session.add(person)
-        bump_version(db.session, cafe.id)
     if cmd.languages is not None:
         person.languages = list(cmd.languages) or None
     if cmd.stay_put is not None:
@@ -153,7 +152,8 @@ def join(cmd: ParticipantJoin, sid: str | None, now: float, publisher: Publisher
         db.session.refresh(cafe)
         up_to_date = cmd.since_version is not None and cmd.since_version >= cafe.version
         counts = participant_counts(db.session, cafe.id)           # once per join, for both messages
-        snapshot = None if up_to_date else (participant_snapshot(cafe, person, now, counts=counts)
+        snapshot = None if up_to_date else (participant_snapshot(cafe, person, now, counts=counts,
+                                                                 newcomer=not rejoined)
                                             | harvest_for_participant(db.session, cafe, person.id))
         outbox = Outbox()
         _presence_event(outbox, cafe.id, person, counts)
@@ -165,6 +165,15 @@ def join(cmd: ParticipantJoin, sid: str | None, now: float, publisher: Publisher
         raise
     outbox.publish(publisher)
     return JoinResult(joined, token, snapshot, rejoined)
+
+
+@functools.cache
+def _numbered_statement() -> Update:
+    """A newcomer's number and the café's new version, in one statement built once."""
+    cafe = Cafe.__table__
+    return (update(cafe).where(cafe.c.id == bindparam("cafe_id"))
+            .values(participant_seq=cafe.c.participant_seq + 1, version=cafe.c.version + 1)
+            .returning(cafe.c.participant_seq, cafe.c.version))
 
 
 @functools.cache

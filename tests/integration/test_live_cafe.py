@@ -463,8 +463,10 @@ def test_joins_run_a_few_at_a_time_and_one_kept_waiting_too_long_is_told_to_ask_
 def test_a_new_phone_is_written_once_and_its_join_reads_nothing_after_the_commit(
         actions: Actions, cafe_ready: dict[str, Any]) -> None:
     """A crowd joins at once, so each join's round trips count: a new participant is inserted with its
-    connection (no second write of the row), and nothing is read again after the commit (the answer is built
-    before it; reading it back cost a new transaction, a select and a rollback)."""
+    connection (no second write of the row), the café's row is written once (its number and version), a
+    newcomer's table and notes are not looked for (there are none until a round seats them), and nothing is
+    read again after the commit (the answer is built before it; reading it back cost a new transaction, a
+    select and a rollback)."""
     from sqlalchemy import event, select
 
     from cafe.extensions import db
@@ -486,6 +488,8 @@ def test_a_new_phone_is_written_once_and_its_join_reads_nothing_after_the_commit
     assert answer["ok"] and answer["participant"]["name"] == "Amina", answer
     assert seen.count("COMMIT") == 1 and seen[-1] == "COMMIT", seen
     assert "UPDATE PARTICIPANT" not in seen, seen
+    assert seen.count("UPDATE CAFE") + seen.count("WITH C") == 1, seen      # the café's row written once
+    assert not [s for s in seen if s.startswith(("SELECT SEAT", "SELECT NOTE"))], seen   # no table, no notes yet
     with actions.app.app_context():
         row = db.session.execute(select(Participant.connected, Participant.sid)
                                  .where(Participant.id == answer["participant"]["id"])).one()
