@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import JSON, TextClause, Update, bindparam, select, text, update
-from sqlalchemy.orm.attributes import set_committed_value
 
 from ..domain.codes import hash_secret, new_secret, normalise_join_code
 from ..domain.protocol import ParticipantJoin
@@ -121,8 +120,7 @@ def join(cmd: ParticipantJoin, sid: str | None, now: float, publisher: Publisher
         if not cafe.joins_open:
             raise ServiceError("joins_closed", "This café is not taking new people right now.", 403)
         token = new_secret(32)
-        number, version = db.session.execute(_numbered_statement(), {"cafe_id": cafe.id}).one()
-        set_committed_value(cafe, "version", version)
+        number = db.session.execute(_numbered_statement(), {"cafe_id": cafe.id}).scalar_one()
         person = Participant(cafe_id=cafe.id, number=number, name=cmd.name, language=cmd.language or "en",
                              token_hash=hash_secret(token), joined_at=now, last_seen_at=now, connected=True,
                              sid=sid, removed=False, fixed=False)
@@ -169,11 +167,12 @@ def join(cmd: ParticipantJoin, sid: str | None, now: float, publisher: Publisher
 
 @functools.cache
 def _numbered_statement() -> Update:
-    """A newcomer's number and the café's new version, in one statement built once."""
+    """A newcomer's number, and the café's version moved on, in one statement built once (the café is
+    refreshed before its version is read)."""
     cafe = Cafe.__table__
     return (update(cafe).where(cafe.c.id == bindparam("cafe_id"))
             .values(participant_seq=cafe.c.participant_seq + 1, version=cafe.c.version + 1)
-            .returning(cafe.c.participant_seq, cafe.c.version))
+            .returning(cafe.c.participant_seq))
 
 
 @functools.cache
