@@ -4,7 +4,8 @@ It speaks the same event names as the app (``participant_join``, ``facilitator_j
 ``round_start``, ``round_end``) with the same answers' shape, so the load generator drives both alike,
 but it keeps everything in memory: no database, no validation beyond the minimum, no rate limits, no
 presence broadcasts. Phones join a room per table; a note is acknowledged and broadcast to its table's
-room and to the dashboard room. What the app spends beyond this is the app's own cost. Like the app (see
+room and to the dashboard room. A phone that comes back with its rejoin token gets its place again (and
+its table's room, during a round). What the app spends beyond this is the app's own cost. Like the app (see
 ``cafe.web.transport.COMPRESSION_HEADER``), it declines the websocket compression the phones offer, so
 that both are measured doing the same work on the wire.
 
@@ -49,7 +50,8 @@ def create(async_mode: str, message_queue: str | None) -> tuple[Flask, SocketIO]
                    max_http_buffer_size=64 * 1024, cors_allowed_origins=[], logger=False, engineio_logger=False)
     ids = itertools.count(1)
     note_ids = itertools.count(1)
-    phones: dict[str, dict[str, Any]] = {}       # sid -> {"id", "table"} in join order
+    phones: dict[str, dict[str, Any]] = {}       # sid -> {"id", "table"} in join order (connected phones)
+    people: dict[str, dict[str, Any]] = {}       # rejoin token -> the same dict, kept when a phone drops
     notes_by_client: dict[str, dict[str, Any]] = {}
     state = {"phase": "lobby", "round": 0, "version": 0}
 
@@ -83,14 +85,27 @@ def create(async_mode: str, message_queue: str | None) -> tuple[Flask, SocketIO]
     @sio.on("participant_join")
     def participant_join(data: Any) -> dict[str, Any]:
         sid = request.sid  # type: ignore[attr-defined]
-        pid = int(PREFIX) * 1_000_000 + next(ids)
-        phones[sid] = {"id": pid, "table": None}
+        token = data.get("rejoin_token") if isinstance(data, dict) else None
+        phone = people.get(token) if isinstance(token, str) else None
+        rejoined = phone is not None
+        if phone is None:                      # a newcomer
+            pid = int(PREFIX) * 1_000_000 + next(ids)
+            token = f"t{pid}".ljust(43, "x")
+            phone = people[token] = {"id": pid, "table": None}
+        phones[sid] = phone
         join_room(cafe_room)
-        join_room(f"participant:{pid}")
-        return {"ok": True, "participant": {"id": pid, "name": f"Guest {pid}", "number": pid, "language": "en",
-                                            "cafe_id": 1},
-                "rejoin_token": "x" * 43, "rejoined": False, "up_to_date": False,
-                "snapshot": {"state": cafe_state(), "seat": None, "notes": []}}
+        join_room(f"participant:{phone['id']}")
+        seat = None
+        if phone["table"] is not None and state["phase"] == "round":     # back at the table it had
+            join_room(table_room(state["round"], phone["table"]))
+            seat = {"round": state["round"], "table": phone["table"], "is_host": False}
+        answer = {"ok": True, "participant": {"id": phone["id"], "name": f"Guest {phone['id']}",
+                                              "number": phone["id"], "language": "en", "cafe_id": 1},
+                  "rejoined": rejoined, "up_to_date": False,
+                  "snapshot": {"state": cafe_state(), "seat": seat, "notes": []}}
+        if not rejoined:
+            answer["rejoin_token"] = token
+        return answer
 
     @sio.on("facilitator_join")
     def facilitator_join(data: Any) -> dict[str, Any]:

@@ -11,7 +11,8 @@ facilitator and an API token with the ``flask facilitator`` commands and a café
 /api/cafes``; then connects a dashboard (a facilitator socket that sent ``facilitator_join``) and N
 phones that speak the real protocol over websocket, starts round 1, has the phones write notes at an
 aggregate rate for ``--duration`` seconds, ends the round and starts round 2 (``--rotations N``: N round
-changes, each judged). It then does the same
+changes, each judged); at the end every phone drops and comes back with its rejoin token within
+``--storm`` seconds (the venue's Wi-Fi coming back). It then does the same
 against :mod:`cafe.bench.bare_server` (no database, plain room broadcasts) and prints one JSON object:
 phones connected and the time it took, notes acknowledged / seen on the dashboard / lost / duplicated,
 note→dashboard latency (from the phone sending ``note_add`` to the dashboard receiving ``note_added``;
@@ -48,7 +49,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (AcceptConnection, BytesMessage, CloseConnection, Ping, RejectConnection, Request,
@@ -220,7 +221,9 @@ class Phone:
     port: int
     client: SioClient | None = None
     participant_id: int | None = None
+    token: str | None = None                                    # the rejoin token the phone keeps
     seats: dict[int, float] = field(default_factory=dict)      # round -> wall time seat_assigned arrived
+    tables: dict[int, int] = field(default_factory=dict)       # round -> table it was given
     received: dict[str, int] = field(default_factory=dict)
     connect_ms: float | None = None
     error: str | None = None
@@ -270,17 +273,34 @@ async def _client_main(worker: int, indices: list[int], ports: list[int], join_c
             rate, duration, start_at, ack_timeout = cmd[1], cmd[2], cmd[3], cmd[4]
             notes = await _write_notes(phones, rate, duration, start_at, ack_timeout)
             results.put(("notes", worker, notes))
+        elif name == "drop":
+            await asyncio.gather(*(p.client.close() for p in phones if p.client), return_exceptions=True)
+            results.put(("dropped", worker, sum(1 for p in phones if p.client)))
+        elif name == "rejoin":
+            spread, timeout, deflate = cmd[1], cmd[2], cmd[3]
+            results.put(("rejoined", worker, await _rejoin_all(phones, join_code, spread, timeout, deflate, worker)))
         elif name == "status":
-            received: dict[str, int] = {}
-            for p in phones:
-                for k, v in p.received.items():
-                    received[k] = received.get(k, 0) + v
             results.put(("status", worker, {"open": sum(1 for p in phones if p.client and not p.client.closed),
-                                            "received": received}))
+                                            "received": _summed(p.received for p in phones)}))
         elif name == "close":
             await asyncio.gather(*(p.client.close() for p in phones if p.client), return_exceptions=True)
             results.put(("closed", worker, None))
             return
+
+
+def _phone_client(phone: Phone, deflate: bool) -> SioClient:
+    def on_event(name: str, data: Any, at: float) -> None:
+        phone.received[name] = phone.received.get(name, 0) + 1
+        if name == "seat_assigned" and isinstance(data, dict):
+            round_no = int(data.get("round", 0))
+            phone.seats.setdefault(round_no, at)
+            phone.tables[round_no] = data.get("table")
+
+    return SioClient(HOST, phone.port, on_event, deflate=deflate)
+
+
+def _errors(phones: list[Phone]) -> dict[str, int]:
+    return _summed({p.error: 1} for p in phones if p.error)
 
 
 async def _connect_all(phones: list[Phone], join_code: str, concurrency: int, timeout: float,
@@ -291,13 +311,7 @@ async def _connect_all(phones: list[Phone], join_code: str, concurrency: int, ti
     async def one(phone: Phone) -> None:
         async with gate:
             t0 = time.perf_counter()
-
-            def on_event(name: str, data: Any, at: float, phone: Phone = phone) -> None:
-                phone.received[name] = phone.received.get(name, 0) + 1
-                if name == "seat_assigned" and isinstance(data, dict):
-                    phone.seats.setdefault(int(data.get("round", 0)), at)
-
-            phone.client = SioClient(HOST, phone.port, on_event, deflate=deflate)
+            phone.client = _phone_client(phone, deflate)
             try:
                 await phone.client.connect(timeout=timeout)
                 answer = await phone.client.call("participant_join",
@@ -306,20 +320,58 @@ async def _connect_all(phones: list[Phone], join_code: str, concurrency: int, ti
                 if not answer.get("ok"):
                     raise SocketError(f"join refused: {answer.get('error')}")
                 phone.participant_id = answer["participant"]["id"]
+                phone.token = answer.get("rejoin_token")
                 phone.connect_ms = (time.perf_counter() - t0) * 1000
             except Exception as exc:  # noqa: BLE001
                 phone.error = str(exc)[:200] or type(exc).__name__
                 await phone.client.close()
 
     await asyncio.wait_for(asyncio.gather(*(one(p) for p in phones)), timeout * 4 + 60)
-    errors: dict[str, int] = {}
-    for p in phones:
-        if p.error:
-            errors[p.error] = errors.get(p.error, 0) + 1
     return {"joined": sum(p.participant_id is not None for p in phones), "started": started,
             "finished": time.time(), "connect_ms": [p.connect_ms for p in phones if p.connect_ms is not None],
             "compressed": sum(bool(p.client and p.client.compressed) for p in phones if p.participant_id is not None),
-            "errors": errors}
+            "errors": _errors(phones)}
+
+
+async def _rejoin_all(phones: list[Phone], join_code: str, spread: float, timeout: float, deflate: bool,
+                      seed: int) -> dict[str, Any]:
+    """The venue's Wi-Fi comes back: every phone that had joined opens a new connection at a random moment
+    within ``spread`` seconds (no queue: phones do not wait for each other) and sends ``participant_join``
+    with its rejoin token, as ``static/js/phone.js`` does; it counts as back once the answer names the same
+    participant and gives the seat it last had."""
+    rng = random.Random(seed)
+    started = time.time()
+    ms: list[float] = []
+    back = {"rejoined": 0, "same_seat": 0}
+    for p in phones:
+        p.error = None
+
+    async def one(phone: Phone, delay: float) -> None:
+        await asyncio.sleep(delay)
+        t0 = time.perf_counter()
+        phone.client = _phone_client(phone, deflate)
+        try:
+            await phone.client.connect(timeout=timeout)
+            answer = await phone.client.call("participant_join", {"join_code": join_code,
+                                                                  "rejoin_token": phone.token}, timeout)
+            if not answer.get("ok"):
+                raise SocketError(f"rejoin refused: {answer.get('error')}")
+            if not answer.get("rejoined") or answer["participant"]["id"] != phone.participant_id:
+                raise SocketError("came back as someone else")
+            ms.append((time.perf_counter() - t0) * 1000)
+            back["rejoined"] += 1
+            seat = (answer.get("snapshot") or {}).get("seat") or {}
+            if phone.tables and seat.get("table") == phone.tables.get(seat.get("round")) and \
+                    seat.get("round") == max(phone.tables):
+                back["same_seat"] += 1
+        except Exception as exc:  # noqa: BLE001
+            phone.error = str(exc)[:200] or type(exc).__name__
+            await phone.client.close()
+
+    away = [p for p in phones if p.token]
+    await asyncio.wait_for(asyncio.gather(*(one(p, rng.uniform(0, spread)) for p in away)),
+                           spread + timeout * 2 + 60)
+    return back | {"started": started, "finished": time.time(), "rejoin_ms": ms, "errors": _errors(phones)}
 
 
 async def _write_notes(phones: list[Phone], rate: float, duration: float, start_at: float,
@@ -580,6 +632,15 @@ def latency_by_route(acked: list[dict[str, Any]], seen: dict[str, list[float]], 
     return {route: _stats_ms(values) for route, values in routes.items()}
 
 
+def _summed(counters: Iterable[dict[str, int]]) -> dict[str, int]:
+    """Counts by key, added up over the client processes."""
+    total: dict[str, int] = {}
+    for counter in counters:
+        for key, n in counter.items():
+            total[key] = total.get(key, 0) + n
+    return total
+
+
 def _percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -696,10 +757,7 @@ async def run_one(kind: str, args: argparse.Namespace, server: str) -> dict[str,
                                 timeout=args.connect_timeout * 4 + 120)
         phones_ok = sum(j["joined"] for j in joined)
         connect_ms = [v for j in joined for v in j["connect_ms"]]
-        errors: dict[str, int] = {}
-        for j in joined:
-            for k, v in j["errors"].items():
-                errors[k] = errors.get(k, 0) + v
+        errors = _summed(j["errors"] for j in joined)
         await asyncio.sleep(2.0)                      # let presence broadcasts settle before measuring memory
         rss_connected = servers.rss_kb()
         result["phones"] = {"wanted": args.phones, "connected": phones_ok, "client_processes": processes,
@@ -794,6 +852,9 @@ async def run_one(kind: str, args: argparse.Namespace, server: str) -> dict[str,
                 [t for t in times if t is not None], 0.5), "max_ms": None if None in times else max(times),
                 "seated": [r["seated"] for r in later]}
 
+        if args.storm > 0:
+            result["storm"] = await _storm(pool, dash if kind == "app" else None, args, phones_ok)
+
         status = await pool.ask(("status",), timeout=30)
         cpu_s = [b - a for a, b in zip(cpu0, cpu1)]
         result["server_process"] = {
@@ -815,11 +876,7 @@ async def run_one(kind: str, args: argparse.Namespace, server: str) -> dict[str,
                              "cpu_busy_percent_during_notes": round(100 * busy / wall, 1),
                              "cpu_percent_of_other_processes": round(100 * max(0.0, busy - ours) / wall, 1)}
         result["phones"]["still_connected_at_end"] = sum(s["open"] for s in status)
-        received: dict[str, int] = {}
-        for s in status:
-            for k, v in s["received"].items():
-                received[k] = received.get(k, 0) + v
-        result["phones"]["events_received"] = received
+        result["phones"]["events_received"] = _summed(s["received"] for s in status)
         result["dashboard_events"] = dash.events
     except Exception as exc:
         result["error"] = f"{type(exc).__name__}: {exc}"
@@ -839,6 +896,40 @@ async def run_one(kind: str, args: argparse.Namespace, server: str) -> dict[str,
         else:
             result["tmp"] = str(tmp)
     return result
+
+
+async def _storm(pool: Pool, dash: Dashboard | None, args: argparse.Namespace, phones: int) -> dict[str, Any]:
+    """Every phone drops its connection at once (the venue's Wi-Fi goes), the server hears each close, and
+    then every phone comes back within ``--storm`` seconds with its rejoin token (see :func:`_rejoin_all`).
+    ``dash`` is the app's dashboard, whose counts say when the server has taken in every drop and every
+    return (the bare server sends no counts: it is given a fixed moment instead)."""
+    t0 = time.time()
+    await pool.ask(("drop",), timeout=60)
+
+    async def dashboard_shows(connected: int, limit: float) -> float | None:
+        deadline = time.monotonic() + limit
+        while dash is not None and time.monotonic() < deadline:
+            if dash.people is not None and dash.people["connected"] == connected:
+                return round(time.time() - t0, 2)
+            await asyncio.sleep(0.05)
+        return None
+
+    out: dict[str, Any] = {"spread_s": args.storm, "phones": phones}
+    if dash is not None:
+        out["all_gone_on_dashboard_s"] = await dashboard_shows(0, 60)
+        out["dashboard_shows_after_drop"] = {k: dash.people[k] for k in ("count", "connected")} if dash.people else None
+    await asyncio.sleep(2.0)
+    t0 = time.time()
+    answers = await pool.ask(("rejoin", args.storm, args.connect_timeout, not args.no_deflate),
+                             timeout=args.storm + args.connect_timeout * 2 + 120)
+    errors = _summed(a["errors"] for a in answers)
+    out.update({"rejoined": sum(a["rejoined"] for a in answers), "same_seat": sum(a["same_seat"] for a in answers),
+                "all_back_s": round(max(a["finished"] for a in answers) - t0, 2),
+                "rejoin_ms": _stats_ms([v for a in answers for v in a["rejoin_ms"]]), "errors": errors})
+    if dash is not None:
+        out["all_back_on_dashboard_s"] = await dashboard_shows(phones, 30)
+        out["dashboard_shows"] = {k: dash.people[k] for k in ("count", "connected")} if dash.people else None
+    return out
 
 
 def verdict(app: dict[str, Any], bare: dict[str, Any] | None, phones: int) -> dict[str, Any]:
@@ -957,6 +1048,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                     help="app and bare runs, alternating; the ratio is judged on the median pair")
     ap.add_argument("--rotations", type=int, default=1,
                     help="round changes after the notes (each judged: the slowest must meet the target)")
+    ap.add_argument("--storm", type=float, default=3.0,
+                    help="at the end every phone drops and comes back within this many seconds (0: no storm)")
     ap.add_argument("--no-deflate", action="store_true",
                     help="phones do not offer permessage-deflate (browsers do, so by default they offer it)")
     ap.add_argument("--join-concurrency", type=int, default=25, help="joins in flight per client process")

@@ -4,10 +4,12 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import threading
+import time
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
-from sqlalchemy import Select, Update, bindparam, func, select, update
+from sqlalchemy import Float, Select, Update, bindparam, func, select, true, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
@@ -173,24 +175,73 @@ def clock_of(cafe: Cafe) -> RoundClock | None:
     return RoundClock(cafe.round_started_at, cafe.round_duration, cafe.paused_at, cafe.paused_total)
 
 
+_stamps = {"last": 0.0}
+_stamp_lock = threading.Lock()
+
+
+def _local_stamp() -> float:
+    """Now, in seconds since the epoch, and never less than the last stamp this process gave (SQLite: one
+    process serves the café)."""
+    with _stamp_lock:
+        stamp = _stamps["last"] = max(time.time(), _stamps["last"] + 1e-6)
+    return stamp
+
+
 @functools.cache
-def _counts_statement() -> Select:
-    person, cafe = Participant.__table__, Cafe.__table__
+def _counts_statement(dialect: str) -> Select:
+    """Counts, and when they were read: on PostgreSQL the server's clock when the statement began (one
+    clock for every worker; the statement's snapshot is taken after it), elsewhere a stamp bound in."""
+    person = Participant.__table__
     present = (person.c.cafe_id == bindparam("cafe_id")) & person.c.removed.is_(False) & person.c.left_at.is_(None)
-    version = select(cafe.c.version).where(cafe.c.id == bindparam("cafe_id")).scalar_subquery()
-    return select(func.count(person.c.id), func.count(person.c.id).filter(person.c.connected.is_(True)),
-                  version).where(present)
+    stamp = (func.extract("epoch", func.statement_timestamp()) if dialect == "postgresql"
+             else bindparam("at", type_=Float))
+    return select(func.count(person.c.id).label("count"),
+                  func.count(person.c.id).filter(person.c.connected.is_(True)).label("connected"),
+                  stamp.label("counted_at")).where(present)
 
 
-def participant_counts(session: Session, cafe_id: int) -> dict[str, int]:
+def _counts_params(session: Session, cafe_id: int) -> tuple[str, dict[str, Any]]:
+    dialect = session.get_bind().dialect.name
+    return dialect, {"cafe_id": cafe_id} if dialect == "postgresql" else {"cafe_id": cafe_id, "at": _local_stamp()}
+
+
+def _counts(count: int | None, connected: int | None, counted_at: Any) -> dict[str, Any]:
+    return {"count": count or 0, "connected": connected or 0, "counted_at": float(counted_at)}
+
+
+def participant_counts(session: Session, cafe_id: int) -> dict[str, Any]:
     """Who has joined (and not left), and how many of them are connected: one query, built once (it runs on
     every join and leave, and building it cost about as much as running it).
 
-    ``counted_at`` is the café's version the counts were read at, in the same statement: counts read by
-    joins running side by side (on several workers) can reach a dashboard in another order than they were
-    read, and it keeps the latest."""
-    count, connected, version = session.execute(_counts_statement(), {"cafe_id": cafe_id}).one()
-    return {"count": count or 0, "connected": connected or 0, "counted_at": version or 0}
+    ``counted_at`` says when the counts were read (seconds since the epoch: see :func:`_counts_statement`).
+    Changes committed side by side (on several workers) reach a dashboard in any order, and each counts
+    only what had committed when it read: a dashboard keeps the latest read. That is right once every
+    change to presence reads its counts *after* its commit (see :func:`presence_after_commit`): the latest
+    read then began after every such commit."""
+    dialect, params = _counts_params(session, cafe_id)
+    return _counts(*session.execute(_counts_statement(dialect), params).one())
+
+
+@functools.cache
+def _presence_statement(dialect: str) -> Select:
+    counts = _counts_statement(dialect).subquery()
+    person = Participant.__table__
+    return (select(person.c.id, person.c.cafe_id, person.c.number, person.c.name, person.c.language,
+                   person.c.connected, person.c.fixed, person.c.can_scribe, person.c.left_at, person.c.removed,
+                   counts.c["count"], counts.c.connected.label("connected_count"), counts.c.counted_at)
+            .select_from(person.join(counts, true())).where(person.c.id == bindparam("participant_id")))
+
+
+def presence_after_commit(session: Session, cafe_id: int, participant_id: int) -> tuple[dict[str, Any], Participant]:
+    """The room's counts and one participant as they are now, in one statement: what a change to that
+    participant's presence publishes, read after its commit (see :func:`participant_counts`). The
+    participant comes back as a detached object (not in the session: nothing loads it again)."""
+    dialect, params = _counts_params(session, cafe_id)
+    row = session.execute(_presence_statement(dialect), params | {"participant_id": participant_id}).one()
+    person = Participant(id=row.id, cafe_id=row.cafe_id, number=row.number, name=row.name, language=row.language,
+                         connected=row.connected, fixed=row.fixed, can_scribe=row.can_scribe, left_at=row.left_at,
+                         removed=row.removed)
+    return _counts(row.count, row.connected_count, row.counted_at), person
 
 
 def cafe_state(cafe: Cafe, now: float, session: Session | None = None,
@@ -256,17 +307,24 @@ def seating_map(cafe: Cafe, rows: Iterable[tuple[int, bool, int, str | None, int
             "tables": [{"table": t, "members": members} for t, members in sorted(tables.items())]}
 
 
+def person_payload(person: Participant) -> dict[str, Any]:
+    """A participant as the facilitator's pages list them."""
+    return {"id": person.id, "name": person.display_name, "connected": person.connected, "fixed": person.fixed,
+            "can_scribe": person.can_scribe, "left": person.left_at is not None or person.removed}
+
+
 def facilitator_snapshot(cafe: Cafe, now: float, session: Session | None = None) -> dict[str, Any]:
     session = session or db.session
+    # The counts are read before the people: a page then knows that a participant's change read before
+    # ``counted_at`` is older than what the list shows (see static/js/live.js).
+    counts = participant_counts(session, cafe.id)
     people = session.scalars(select(Participant).where(Participant.cafe_id == cafe.id)
                              .order_by(Participant.number)).all()
     notes = session.scalars(select(Note).where(Note.cafe_id == cafe.id, Note.deleted_at.is_(None))
                             .order_by(Note.id)).all()
     return {
-        "state": cafe_state(cafe, now, session),
-        "participants": [{"id": p.id, "name": p.display_name, "connected": p.connected, "fixed": p.fixed,
-                          "can_scribe": p.can_scribe, "left": p.left_at is not None or p.removed}
-                         for p in people],
+        "state": cafe_state(cafe, now, session, counts),
+        "participants": [person_payload(p) for p in people],
         "seating": seating_payload(session, cafe),
         "notes": [note_payload(n) | {"hidden": n.hidden} for n in notes],
     }
@@ -285,10 +343,10 @@ def host_table(session: Session, cafe_id: int, participant_id: int) -> int | Non
                                                    Seat.is_host.is_(True)).limit(1))
 
 
-def visible_notes(session: Session, cafe: Cafe, participant: Participant) -> list[Note]:
+def visible_notes(session: Session, cafe: Cafe, participant: Participant, seat: Seat | None) -> list[Note]:
     """What a participant may read: their own notes, their current table's notes this round, and,
-    for a table host, everything written at their table in earlier rounds."""
-    seat = current_seat(session, cafe, participant.id)
+    for a table host, everything written at their table in earlier rounds (``seat``: their seat this
+    round, as :func:`current_seat` gives it)."""
     clauses = [Note.participant_id == participant.id]
     if seat is not None:
         clauses.append((Note.round == cafe.current_round) & (Note.table == seat.table))
@@ -326,7 +384,7 @@ def participant_snapshot(cafe: Cafe, participant: Participant, now: float,
         "seat": seat_payload(cafe, seat),
         "can_scribe": False if unseated_newcomer else can_scribe(session, cafe, participant),
         "notes": [] if unseated_newcomer else [note_payload(n, mine=n.participant_id == participant.id)
-                                               for n in visible_notes(session, cafe, participant)],
+                                               for n in visible_notes(session, cafe, participant, seat)],
     }
 
 

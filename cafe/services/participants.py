@@ -12,8 +12,8 @@ from ..domain.codes import hash_secret, new_secret, normalise_join_code
 from ..domain.protocol import ParticipantJoin
 from ..extensions import db
 from ..models import Cafe, Participant
-from .cafes import bump_version, current_seat, facilitator_snapshot, participant_counts, participant_snapshot
-from .cafes import cafe_for_facilitator
+from .cafes import bump_version, cafe_for_facilitator, current_seat, facilitator_snapshot, participant_snapshot
+from .cafes import person_payload, presence_after_commit
 from .errors import ServiceError
 from .harvest import harvest_for_facilitator, harvest_for_participant
 from .events import Outbox, Publisher, cafe_room, facilitators_room, participant_room, table_room
@@ -55,52 +55,78 @@ class JoinResult:
         return data
 
 
-def rooms_for(cafe: Cafe, participant: Participant) -> list[str]:
-    rooms = [cafe_room(cafe.id), participant_room(participant.id)]
-    seat = current_seat(db.session, cafe, participant.id)
-    if seat is not None:
-        rooms.append(table_room(cafe.id, cafe.current_round, seat.table))
-    return rooms
+def _autocommit() -> None:
+    """On PostgreSQL, from here until the session's transaction ends, each statement commits itself: reads
+    after a commit need no transaction of their own (a BEGIN and a ROLLBACK: two round trips each time)."""
+    if db.session().get_transaction() is None and db.session.get_bind().dialect.name == "postgresql":
+        db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
-def _presence_event(outbox: Outbox, cafe_id: int, participant: Participant | None = None,
-                    counts: dict[str, int] | None = None) -> None:
-    """To facilitators only: phones get the counts with each ``cafe_state`` (a join must not message every
-    phone in the room: 2,000 joins would be 4 million messages)."""
-    counts = counts if counts is not None else participant_counts(db.session, cafe_id)
-    detail = dict(counts)
-    if participant is not None:
-        detail["participant"] = {"id": participant.id, "name": participant.display_name,
-                                 "connected": participant.connected, "fixed": participant.fixed,
-                                 "can_scribe": participant.can_scribe,
-                                 "left": participant.left_at is not None or participant.removed}
-    outbox.emit("participants_changed", detail, facilitators_room(cafe_id))
+def _presence_message(counts: dict[str, Any], person: Participant) -> dict[str, Any]:
+    """``participants_changed``, to facilitators only: phones get the counts with each ``cafe_state`` (a
+    join must not message every phone in the room: 2,000 joins would be 4 million messages)."""
+    return counts | {"participant": person_payload(person)}
+
+
+def _presence_after_commit(outbox: Outbox, cafe_id: int, participant_id: int) -> None:
+    """Tell the facilitators about a change to someone's presence, read *after* it committed (see
+    :func:`cafe.services.cafes.participant_counts`: read before, two changes committed side by side each
+    counted without the other, and the dashboard kept one of them: 2,000 phones dropping at once on 2
+    workers left it showing 4-9 connected when none were)."""
+    try:
+        _autocommit()
+        counts, person = presence_after_commit(db.session, cafe_id, participant_id)
+    finally:
+        db.session.rollback()
+    outbox.emit("participants_changed", _presence_message(counts, person), facilitators_room(cafe_id))
+
+
+@dataclass(frozen=True)
+class _Written:
+    """A join's write, committed: who, and the rooms its connection has entered."""
+    cafe_id: int
+    participant_id: int
+    token: str | None             # a newcomer's rejoin token
+    rooms: list[str]              # the café's and the participant's, and their table's if they had a seat
+    rejoined: bool
+    table: str | None = None      # that table's room
 
 
 def join(cmd: ParticipantJoin, sid: str | None, now: float, publisher: Publisher) -> JoinResult:
-    """Join a café by its code, or rejoin with the token the phone kept."""
+    """Join a café by its code, or rejoin with the token the phone kept: the write is committed first
+    (with the connection in its rooms), then the answer is read."""
     code = normalise_join_code(cmd.join_code)
-    if not cmd.rejoin_token and db.session.get_bind().dialect.name == "postgresql":
-        result = _join_at_once(cmd, code, sid, now, publisher)
-        if result is not None:
-            return result
-    # On PostgreSQL a newcomer is written in one statement (see _join_at_once); this transaction is for a
-    # phone coming back, for SQLite, and for whatever that statement leaves (a code it did not find).
-    # A lock on the café's row (PostgreSQL; SQLite has one writer anyway): a round starting meanwhile
-    # holds the café for update, so a phone that comes back while its seats are written waits until they
-    # are committed and then enters the new table's room. Without it, the round start read the phone's old
-    # connection, and the new one stayed in last round's room.
-    # SQLAlchemy's ``key_share=True`` is ``FOR NO KEY UPDATE``, so joins take their turn on the row (a new
-    # one writes it anyway: the newcomer's number, the version). ``FOR KEY SHARE`` did not let a crowd of
-    # newcomers join sooner (2 workers, PostgreSQL, 2,000 phones: 15-21 s against 15-16 s), since each still
-    # held the row from its first write to its commit, and the row, share-locked by many joins at once, left
-    # PostgreSQL resolving multixacts at every later write of it: its CPU went from 45% to 84-100% of a core
-    # while notes came in, note p95 from 13-16 ms to 52-118 ms, and a round change from 0.22 s to 1.7-2.3 s.
+    written = None
+    if db.session.get_bind().dialect.name == "postgresql":
+        at_once = _rejoin_at_once if cmd.rejoin_token else _newcomer_at_once
+        written = at_once(cmd, code, sid, now, publisher)
+    if written is None:
+        written = _join_in_transaction(cmd, code, sid, now, publisher)
+    return _answer(written, cmd.since_version, sid, now, publisher)
+
+
+def _join_in_transaction(cmd: ParticipantJoin, code: str, sid: str | None, now: float,
+                         publisher: Publisher) -> _Written:
+    """A phone coming back or a newcomer on SQLite, and on PostgreSQL whatever :func:`_newcomer_at_once`
+    or :func:`_rejoin_at_once` leaves (a code it did not find, a café that takes no one new, a token of no
+    one here: this transaction says why).
+
+    The café's row is locked (PostgreSQL; SQLite has one writer anyway) until the connection has entered
+    its rooms and the transaction committed: a round starting meanwhile holds the café ``FOR UPDATE``, so
+    a phone that comes back while its seats are written waits until they are committed and then enters
+    the new table's room; and a round start that comes after reads the phone's new connection. Without
+    it, the round start read the phone's old connection, and the new one stayed in last round's room.
+    SQLAlchemy's ``key_share=True`` is ``FOR NO KEY UPDATE``: a newcomer writes the row (its number, the
+    version), so joins take their turn on it anyway. ``FOR KEY SHARE`` did not let a crowd of newcomers
+    join sooner (2 workers, PostgreSQL, 2,000 phones: 15-21 s against 15-16 s), since each still held the
+    row from its first write to its commit, and the row, share-locked by many joins at once, left
+    PostgreSQL resolving multixacts at every later write of it: its CPU went from 45% to 84-100% of a core
+    while notes came in, note p95 from 13-16 ms to 52-118 ms, and a round change from 0.22 s to 1.7-2.3 s."""
+    rejoining = cmd.rejoin_token is not None
     cafe = db.session.scalar(select(Cafe).where(Cafe.join_code == code).with_for_update(key_share=True))
     if cafe is None:
         raise ServiceError("unknown_code", "No café has that code. Please check it with the facilitator.", 404)
     token: str | None = None
-    rejoined = cmd.rejoin_token is not None
     if cmd.rejoin_token:
         person = db.session.scalar(select(Participant).where(Participant.token_hash == hash_secret(cmd.rejoin_token)))
         if person is None or person.cafe_id != cafe.id:
@@ -130,45 +156,31 @@ def join(cmd: ParticipantJoin, sid: str | None, now: float, publisher: Publisher
     if cmd.stay_put is not None:
         person.fixed = cmd.stay_put
     db.session.flush()
-    if rejoined:
+    if rejoining:
         # Presence is written as one statement, not from what was read: the old connection's disconnect may
         # be running at the same moment (a phone that just came back), and must not undo this. (A new
         # participant was inserted with it: no other connection of theirs exists.)
         db.session.execute(update(Participant).where(Participant.id == person.id)
                            .values(connected=True, sid=sid, last_seen_at=now))
-        db.session.refresh(person)
-    # The café needs no refresh here: since this transaction wrote, SQLite lets no one else commit before
-    # it does, and on PostgreSQL the lock on the café's row above keeps round starts (the only change to
-    # the rooms) out until then. The refresh below, after the rooms are entered, is the one the snapshot needs.
-    # The connection enters its rooms *before* the snapshot is read (a subscription, not an event): a change
-    # committed after the read reaches the phone as an event, and none can fall between the two, as it
-    # could if the rooms came after the commit. The phone replays events newer than its snapshot.
-    rooms = rooms_for(cafe, person) if sid else []
+    seat = current_seat(db.session, cafe, person.id)
+    table = table_room(cafe.id, cafe.current_round, seat.table) if seat and sid else None
+    rooms = [cafe_room(cafe.id), participant_room(person.id), *([table] if table else [])] if sid else []
+    written = _Written(cafe.id, person.id, token, rooms, rejoining, table)
     if sid:
         publisher.move(sid, [], rooms)
     try:
-        db.session.refresh(cafe)
-        up_to_date = cmd.since_version is not None and cmd.since_version >= cafe.version
-        counts = participant_counts(db.session, cafe.id)           # once per join, for both messages
-        snapshot = None if up_to_date else (participant_snapshot(cafe, person, now, counts=counts,
-                                                                 newcomer=not rejoined)
-                                            | harvest_for_participant(db.session, cafe, person.id))
-        outbox = Outbox()
-        _presence_event(outbox, cafe.id, person, counts)
-        joined = JoinedPerson(person.id, person.cafe_id, person.number, person.display_name, person.language)
         db.session.commit()
     except BaseException:
         if sid:
             publisher.move(sid, rooms, [])
         raise
-    outbox.publish(publisher)
-    return JoinResult(joined, token, snapshot, rejoined)
+    return written
 
 
 @functools.cache
 def _numbered_statement() -> Update:
     """A newcomer's number, and the café's version moved on, in one statement built once (the café is
-    refreshed before its version is read)."""
+    read again for the answer, after the commit)."""
     cafe = Cafe.__table__
     return (update(cafe).where(cafe.c.id == bindparam("cafe_id"))
             .values(participant_seq=cafe.c.participant_seq + 1, version=cafe.c.version + 1)
@@ -190,70 +202,158 @@ INSERT INTO participant (cafe_id, number, name, language, token_hash, joined_at,
 SELECT c.id, c.participant_seq, :name, :language, :token_hash, :now, :now, true, :sid, false, :fixed,
        :languages, false
 FROM c
-RETURNING id, cafe_id, number""").bindparams(bindparam("languages", type_=JSON(none_as_null=True)))
+RETURNING id, cafe_id""").bindparams(bindparam("languages", type_=JSON(none_as_null=True)))
 
 
-def _join_at_once(cmd: ParticipantJoin, code: str, sid: str | None, now: float,
-                  publisher: Publisher) -> JoinResult | None:
-    """A newcomer on PostgreSQL: written in one statement (see :func:`_newcomer_statement`), then the
-    snapshot read after the commit; ``None`` if the statement wrote nothing (the transaction then answers).
+def _newcomer_at_once(cmd: ParticipantJoin, code: str, sid: str | None, now: float,
+                      publisher: Publisher) -> _Written | None:
+    """A newcomer on PostgreSQL: written in one statement (see :func:`_newcomer_statement`), then its
+    connection enters the café's rooms; ``None`` if the statement wrote nothing (the transaction then
+    answers).
 
     Every join writes the café's row, so joins take turns on its lock. In a transaction the lock was held
     from its first statement to its COMMIT, across ten round trips, each a wait for the event loop of a
     worker busy with hundreds of other phones: the crowd joined one at a time (2 workers, 2,000 phones:
     30 sessions waiting on the row at any moment). Here it is held only while the statement runs, inside
     PostgreSQL. The round start needs no more: it reads who is connected under its own lock on the row, so
-    it either seats this phone through the connection just committed, or does not seat it this round.
-    The rooms are entered before the snapshot is read, as in the transaction (see :func:`join`)."""
+    it either seats this phone through the connection just committed, or does not seat it this round (and
+    if it did, :func:`_answer` finds the seat and enters its table's room)."""
     token = new_secret(32)
-    language = cmd.language or "en"
     db.session.rollback()       # the statement commits itself: no transaction of the session's may be open
-    connection = db.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-    row = connection.execute(_newcomer_statement(), {
-        "code": code, "name": cmd.name, "language": language, "token_hash": hash_secret(token), "now": now,
-        "sid": sid, "fixed": bool(cmd.stay_put), "languages": list(cmd.languages or ()) or None}).first()
+    _autocommit()
+    row = db.session.execute(_newcomer_statement(), {
+        "code": code, "name": cmd.name, "language": cmd.language or "en", "token_hash": hash_secret(token),
+        "now": now, "sid": sid, "fixed": bool(cmd.stay_put), "languages": list(cmd.languages or ()) or None}).first()
     if row is None:
         db.session.rollback()
         return None
-    person = Participant(id=row.id, cafe_id=row.cafe_id, number=row.number, name=cmd.name, language=language,
-                         connected=True, fixed=bool(cmd.stay_put), removed=False, can_scribe=False, left_at=None)
-    rooms = [cafe_room(row.cafe_id), participant_room(row.id)] if sid else []
-    try:
-        if sid:
+    written = _Written(row.cafe_id, row.id, token, [cafe_room(row.cafe_id), participant_room(row.id)] if sid else [],
+                       False)
+    if sid:
+        try:
+            publisher.move(sid, [], written.rooms)
+        except BaseException:
+            db.session.rollback()
+            _forget(written, sid, now)
+            raise
+    return written
+
+
+@functools.cache
+def _rejoin_statement() -> TextClause:
+    """PostgreSQL: a phone coming back, in one statement that commits itself (autocommit): its connection
+    and what it says of itself (name, language, languages, stay put) written, ``left`` undone (and then the
+    café's version moved on), and its seat this round read. ``FOR KEY SHARE`` on the café's row orders it
+    with a round start's ``FOR UPDATE`` (which reads connections) as the transaction's lock did, but lets
+    other phones come back at the same time; the row is held only while the statement runs. Nothing comes back for an unknown code, a token of no one in this café, or
+    someone removed (the transaction then says which)."""
+    return text("""
+WITH c AS (
+    SELECT id, current_round FROM cafe WHERE join_code = :code FOR KEY SHARE),
+old AS (
+    SELECT p.id, p.left_at FROM participant p JOIN c ON p.cafe_id = c.id
+    WHERE p.token_hash = :token_hash AND NOT p.removed),
+bumped AS (
+    UPDATE cafe SET version = version + 1
+    WHERE id = (SELECT c.id FROM c JOIN old ON old.left_at IS NOT NULL))
+UPDATE participant SET connected = true, sid = :sid, last_seen_at = :now, left_at = NULL,
+    name = COALESCE(:name, participant.name), language = COALESCE(:language, participant.language),
+    languages = CASE WHEN :set_languages THEN :languages ELSE participant.languages END,
+    fixed = COALESCE(:fixed, participant.fixed)
+FROM old, c
+WHERE participant.id = old.id
+RETURNING participant.id, participant.cafe_id, c.current_round,
+    (SELECT s."table" FROM seat s
+     WHERE s.cafe_id = c.id AND s.round = c.current_round AND s.participant_id = participant.id) AS seat_table
+""").bindparams(bindparam("languages", type_=JSON(none_as_null=True)))
+
+
+def _rejoin_at_once(cmd: ParticipantJoin, code: str, sid: str | None, now: float,
+                    publisher: Publisher) -> _Written | None:
+    """A phone coming back on PostgreSQL: written in one statement (see :func:`_rejoin_statement`), then
+    its connection enters its rooms; ``None`` if the statement wrote nothing (the transaction then answers).
+
+    When the venue's Wi-Fi comes back the whole room rejoins at once. In the transaction, which held the
+    café's row ``FOR NO KEY UPDATE`` until its commit, they came back one at a time (2 workers, 2,000
+    phones: 90 a second, 30 waiting on the row at every moment, rejoin p50 11 s, and phones still waiting
+    after ``JOIN_WAIT_SECONDS`` told to try again).
+
+    Its seat is read in that statement, before a round start it waited for may have committed: the
+    answer's snapshot, read after the rooms were entered, gives the seat as it is, and :func:`_answer`
+    moves the connection if the two differ. A round start committed before that read is seen by it; one
+    committed after it read this connection (it came after the statement) and moves it itself."""
+    assert cmd.rejoin_token is not None
+    db.session.rollback()       # the statement commits itself: no transaction of the session's may be open
+    _autocommit()
+    row = db.session.execute(_rejoin_statement(), {
+        "code": code, "token_hash": hash_secret(cmd.rejoin_token), "sid": sid, "now": now,
+        "name": cmd.name or None, "language": cmd.language or None, "set_languages": cmd.languages is not None,
+        "languages": list(cmd.languages or ()) or None, "fixed": cmd.stay_put}).first()
+    if row is None:
+        db.session.rollback()
+        return None
+    table = table_room(row.cafe_id, row.current_round, row.seat_table) if row.seat_table and sid else None
+    rooms = [cafe_room(row.cafe_id), participant_room(row.id), *([table] if table else [])] if sid else []
+    written = _Written(row.cafe_id, row.id, None, rooms, True, table)
+    if sid:
+        try:
             publisher.move(sid, [], rooms)
-        cafe = db.session.get(Cafe, row.cafe_id)
+        except BaseException:
+            db.session.rollback()
+            _forget(written, sid, now)
+            raise
+    return written
+
+
+def _answer(written: _Written, since_version: int | None, sid: str | None, now: float,
+            publisher: Publisher) -> JoinResult:
+    """The answer to a join whose write has committed, read after its connection entered its rooms (a
+    subscription, not an event): a change committed after the read reaches the phone as an event, and none
+    can fall between the two. The phone replays events newer than its snapshot."""
+    rooms = list(written.rooms)
+    try:
+        _autocommit()
+        counts, person = presence_after_commit(db.session, written.cafe_id, written.participant_id)
+        cafe = db.session.get(Cafe, written.cafe_id)
         assert cafe is not None             # a café is deleted only with its participants
-        counts = participant_counts(db.session, cafe.id)
-        snapshot = (participant_snapshot(cafe, person, now, counts=counts, newcomer=True)
-                    | harvest_for_participant(db.session, cafe, person.id))
-        if sid and snapshot["seat"] is not None:      # a round started meanwhile and seated this phone
-            table = table_room(cafe.id, cafe.current_round, snapshot["seat"]["table"])
-            rooms.append(table)
-            publisher.move(sid, [], [table])
-        outbox = Outbox()
-        _presence_event(outbox, cafe.id, person, counts)
-        db.session.commit()
+        up_to_date = written.rejoined and since_version is not None and since_version >= cafe.version
+        snapshot = None
+        if not up_to_date:
+            snapshot = (participant_snapshot(cafe, person, now, counts=counts, newcomer=not written.rejoined)
+                        | harvest_for_participant(db.session, cafe, person.id))
+            seat = snapshot["seat"]
+            table = table_room(cafe.id, seat["round"], seat["table"]) if seat else None
+            if sid and table != written.table:      # a round started since the rooms were entered
+                stale = [written.table] if written.table else []
+                rooms = [r for r in rooms if r not in stale] + ([table] if table else [])
+                publisher.move(sid, stale, [table] if table else [])
+        joined = JoinedPerson(person.id, person.cafe_id, person.number, person.display_name, person.language)
+        db.session.rollback()               # it only read
     except BaseException:
         db.session.rollback()
         if sid:
             publisher.move(sid, rooms, [])
-        _forget(person.id, now)
+        _forget(written, sid, now)
         raise
-    outbox.publish(publisher)
-    return JoinResult(JoinedPerson(person.id, person.cafe_id, person.number, person.display_name, language),
-                      token, snapshot, False)
+    publisher.emit("participants_changed", _presence_message(counts, person), facilitators_room(written.cafe_id))
+    return JoinResult(joined, written.token, snapshot, written.rejoined)
 
 
-def _forget(participant_id: int, now: float) -> None:
-    """A newcomer whose answer could not be made: the phone never got its token, so it will join anew.
-    Their row is marked gone (not connected, left), so no one counts or seats it; best effort."""
+def _forget(written: _Written, sid: str | None, now: float) -> None:
+    """A join whose answer could not be made, though its write committed: the phone was told to try
+    again. Its connection is marked gone (if it is still theirs), so no one counts it as here; and a
+    newcomer, who never got a token and will join anew, as left, so no one seats them either. Best effort."""
+    values: dict[str, Any] = {"connected": False, "sid": None}
+    if not written.rejoined:
+        values["left_at"] = now
     try:
-        db.session.execute(update(Participant).where(Participant.id == participant_id)
-                           .values(connected=False, sid=None, left_at=now))
+        db.session.execute(update(Participant).where(Participant.id == written.participant_id,
+                                                     Participant.sid == sid).values(**values))
         db.session.commit()
     except Exception:
         db.session.rollback()
-        log.warning("could not mark participant %s gone after a failed join", participant_id, exc_info=True)
+        log.warning("could not mark participant %s gone after a failed join", written.participant_id,
+                    exc_info=True)
 
 
 def leave(participant_id: int, now: float, publisher: Publisher) -> None:
@@ -261,28 +361,29 @@ def leave(participant_id: int, now: float, publisher: Publisher) -> None:
     person = db.session.get(Participant, participant_id)
     if person is None:
         raise ServiceError("not_joined", "Join a café first.", 403)
+    cafe_id = person.cafe_id
     if person.left_at is None:
         person.left_at = now
         person.last_seen_at = now
-        bump_version(db.session, person.cafe_id)
-    outbox = Outbox()
-    _presence_event(outbox, person.cafe_id, person)
+        bump_version(db.session, cafe_id)
     db.session.commit()
+    outbox = Outbox()
+    _presence_after_commit(outbox, cafe_id, participant_id)
     outbox.publish(publisher)
 
 
 def disconnect(participant_id: int, sid: str, now: float, publisher: Publisher) -> None:
     """A phone's connection dropped: soft presence, the seat is kept for the grace period."""
     # Only if this connection is still the phone's current one (it may have reconnected meanwhile).
-    db.session.execute(update(Participant).where(Participant.id == participant_id, Participant.sid == sid)
-                       .values(connected=False, sid=None, last_seen_at=now))
-    person = db.session.get(Participant, participant_id)
-    if person is None:
-        db.session.rollback()
-        return
-    outbox = Outbox()
-    _presence_event(outbox, person.cafe_id, person)
+    _autocommit()
+    cafe_id = db.session.execute(update(Participant).where(Participant.id == participant_id, Participant.sid == sid)
+                                 .values(connected=False, sid=None, last_seen_at=now)
+                                 .returning(Participant.cafe_id)).scalar()
     db.session.commit()
+    if cafe_id is None:
+        return                  # not this connection any more: nothing changed
+    outbox = Outbox()
+    _presence_after_commit(outbox, cafe_id, participant_id)
     outbox.publish(publisher)
 
 
@@ -312,11 +413,10 @@ def remove(facilitator_id: int, cafe_id: int, participant_id: int, now: float, p
             outbox.disconnect(person.sid)
         person.sid = None
         cafe.version = bump_version(db.session, cafe.id)
-    _presence_event(outbox, cafe.id, person)
-    answer = {"participant_id": person.id}
     db.session.commit()
+    _presence_after_commit(outbox, cafe_id, participant_id)
     outbox.publish(publisher)      # may run the disconnect handler at once: nothing ORM after this
-    return answer
+    return {"participant_id": participant_id}
 
 
 def _set_flag(facilitator_id: int, cafe_id: int, participant_id: int, attribute: str, value: bool,
@@ -329,10 +429,10 @@ def _set_flag(facilitator_id: int, cafe_id: int, participant_id: int, attribute:
     setattr(person, attribute, value)
     cafe.version = bump_version(db.session, cafe.id)
     outbox = Outbox()
-    _presence_event(outbox, cafe.id, person)
     if to_phone is not None:
-        outbox.emit(to_phone[0], to_phone[1], participant_room(person.id))
+        outbox.emit(to_phone[0], to_phone[1], participant_room(participant_id))
     db.session.commit()
+    _presence_after_commit(outbox, cafe_id, participant_id)
     outbox.publish(publisher)
 
 

@@ -19,9 +19,11 @@
       onChange(model, what);
     }
 
-    /* Counts read by joins running side by side (on several workers) can arrive in another order than they
-       were read: keep the latest read (counted_at is the café's version it was read at). */
-    var countsAt = -1;
+    /* Changes to who is here, committed side by side (on several workers), can arrive in another order
+       than they were read: keep the latest read of the room's counts, and of each person (counted_at says
+       when it was read, read after the change committed). A person's change read before the snapshot's
+       counts is older than the snapshot's list (read after them). */
+    var countsAt = -1, peopleAt = {};
     function takeCounts(counts) {
       if (!counts) { return false; }
       if (typeof counts.counted_at === 'number') {
@@ -30,10 +32,22 @@
       }
       return true;
     }
+    function takePerson(m) {
+      var id = m.participant.id;
+      if (typeof m.counted_at === 'number') {
+        var seen = peopleAt.hasOwnProperty(id) ? peopleAt[id] : snapshotAt;
+        if (m.counted_at < seen) { return false; }
+        peopleAt[id] = m.counted_at;
+      }
+      return true;
+    }
+    var snapshotAt = -1;
 
     function applySnapshot(s) {
       countsAt = -1;
       takeCounts(s.state.participants);
+      peopleAt = {};
+      snapshotAt = countsAt;
       model.state = s.state;
       C.syncClock(s.state);
       model.seating = s.seating;
@@ -80,7 +94,7 @@
       if (model.state && takeCounts(m)) {
         model.state.participants = {count: m.count, connected: m.connected, counted_at: m.counted_at};
       }
-      if (m.participant) { model.participants[m.participant.id] = m.participant; }
+      if (m.participant && takePerson(m)) { model.participants[m.participant.id] = m.participant; }
       changed('participants');
     });
     socket.on('note_added', function (m) {

@@ -256,8 +256,11 @@ def test_the_dashboard_model_keeps_the_newest_copy_whatever_order_events_arrive_
       const note = (id, version, text) => ({id, version, text, round: 1, table: 1});
       s.fire('connect');
       const [name, payload, answer] = window.sent.shift();
-      answer({ok: true, snapshot: {state: {version: 10, phase: 'round', round: 1}, seating: {round: 1, tables: []},
-              participants: [], notes: [], themes: [], tally: {tally: [], voters: 0, version: 10}}});
+      answer({ok: true, snapshot: {state: {version: 10, phase: 'round', round: 1,
+                                           participants: {count: 1, connected: 1, counted_at: 20}},
+                                   seating: {round: 1, tables: []},
+              participants: [{id: 6, name: 'Guest 6', connected: true}], notes: [], themes: [],
+              tally: {tally: [], voters: 0, version: 10}}});
       s.fire('note_added', {note: note(2, 12, 'two'), version: 12});
       s.fire('note_added', {note: note(1, 11, 'one'), version: 11});
       s.fire('note_updated', {note: note(2, 14, 'two, edited'), version: 14});
@@ -271,6 +274,11 @@ def test_the_dashboard_model_keeps_the_newest_copy_whatever_order_events_arrive_
       // counts read by joins side by side, arriving in another order; then a state read before them
       s.fire('participants_changed', {count: 5, connected: 5, counted_at: 31, participant: {id: 5, name: 'Guest 5'}});
       s.fire('participants_changed', {count: 4, connected: 4, counted_at: 30, participant: {id: 4, name: 'Guest 4'}});
+      // one person's changes out of order (a drop read after their return), and one read before the snapshot
+      s.fire('participants_changed', {count: 5, connected: 4, counted_at: 29,
+                                      participant: {id: 4, name: 'Guest 4', connected: false}});
+      s.fire('participants_changed', {count: 1, connected: 0, counted_at: 19,
+                                      participant: {id: 6, name: 'Guest 6', connected: false}});
       s.fire('cafe_state', {version: 22, phase: 'break', round: 1,
                             participants: {count: 3, connected: 3, counted_at: 22}});
       s.fire('cafe_state', {version: 16, phase: 'round', round: 1});
@@ -280,11 +288,13 @@ def test_the_dashboard_model_keeps_the_newest_copy_whatever_order_events_arrive_
       return {first: [name, payload.since_version === undefined], notes: model.notes, tally: model.tally.voters,
               themes: model.themes[0].label, phase: [model.state.phase, model.state.version],
               counts: [model.state.participants.count, Object.keys(model.participants).sort()],
+              here: [model.participants[4].name, model.participants[4].connected, model.participants[6].connected],
               rejoin: [again[0], again[1].since_version]};
     }""")
     assert seen["first"] == ["facilitator_join", True]
     assert {k: v["text"] for k, v in seen["notes"].items()} == {"2": "two, edited"}
     assert seen["tally"] == 5 and seen["themes"] == "newer" and seen["phase"] == ["break", 22]
-    assert seen["counts"] == [5, ["4", "5"]]           # the counts read last; everyone who changed
+    assert seen["counts"] == [5, ["4", "5", "6"]]      # the counts read last; everyone who changed
+    assert seen["here"] == ["Guest 4", None, True]        # each person as read last (not the older reads)
     assert seen["rejoin"] == ["facilitator_join", 10]
     ctx.close()

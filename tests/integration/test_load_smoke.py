@@ -36,11 +36,19 @@ def test_load_benchmark_smoke(tmp_path: Path) -> None:
         assert notes["dashboard_latency_ms"]["n"] == notes["acknowledged"]
         assert result["round_1"]["seated"] == 20 and result["round_2"]["seated"] == 20
         assert result["server_process"]["kb_per_phone"] is not None
+        # at the end every phone dropped and came back (the venue's Wi-Fi) as the same person, to its seat
+        storm = result["storm"]
+        assert (storm["rejoined"], storm["same_seat"], storm["errors"]) == (20, 20, {}), storm
+        assert storm["rejoin_ms"]["n"] == 20
         assert result["phones"]["still_connected_at_end"] == 20
         # the phones offered websocket compression, as browsers do, and both servers declined it
         assert result["phones"]["offered_compression"] is True and result["phones"]["compressed"] == 0
     # the room's counts as the dashboard shows them once everyone has joined (the latest read, by counted_at)
     assert run["app"]["phones"]["dashboard_shows"] == {"count": 20, "connected": 20}, run["app"]["phones"]
+    storm = run["app"]["storm"]      # the dashboard showed everyone gone, then everyone back
+    assert storm["dashboard_shows_after_drop"] == {"count": 20, "connected": 0}, storm
+    assert storm["dashboard_shows"] == {"count": 20, "connected": 20}, storm
+    assert storm["all_gone_on_dashboard_s"] is not None and storm["all_back_on_dashboard_s"] is not None, storm
     assert run["targets"]["none_lost"]["met"] and run["targets"]["none_duplicated"]["met"]
     assert set(run["app_to_bare_ratio"]) >= {"p50", "p95", "p99"}
 

@@ -120,7 +120,8 @@ def test_a_phone_back_while_a_round_starts_enters_the_new_table_room(postgres_ur
     """A phone reconnects (a new connection id) at the moment the next round's seats are being written.
     The round start read everyone's connection before the phone came back, so only the phone's own join
     can put the new connection in the new table's room: it must wait for the round start to commit and
-    not enter last round's room (PostgreSQL: the join locks the café's row, ``FOR NO KEY UPDATE``)."""
+    not stay in last round's room (PostgreSQL: the join's one statement takes the café's row ``FOR KEY
+    SHARE``, and its answer, read after, moves the connection to the seat the round start wrote)."""
     import threading
 
     from sqlalchemy import select
