@@ -81,6 +81,10 @@ def _presence_after_commit(outbox: Outbox, cafe_id: int, participant_id: int) ->
     outbox.emit("participants_changed", _presence_message(counts, person), facilitators_room(cafe_id))
 
 
+def _rooms(cafe_id: int, participant_id: int, table: str | None) -> list[str]:
+    return [cafe_room(cafe_id), participant_room(participant_id), *([table] if table else [])]
+
+
 @dataclass(frozen=True)
 class _Written:
     """A join's write, committed: who, and the rooms its connection has entered."""
@@ -164,7 +168,7 @@ def _join_in_transaction(cmd: ParticipantJoin, code: str, sid: str | None, now: 
                            .values(connected=True, sid=sid, last_seen_at=now))
     seat = current_seat(db.session, cafe, person.id)
     table = table_room(cafe.id, cafe.current_round, seat.table) if seat and sid else None
-    rooms = [cafe_room(cafe.id), participant_room(person.id), *([table] if table else [])] if sid else []
+    rooms = _rooms(cafe.id, person.id, table) if sid else []
     written = _Written(cafe.id, person.id, token, rooms, rejoining, table)
     if sid:
         publisher.move(sid, [], rooms)
@@ -227,16 +231,8 @@ def _newcomer_at_once(cmd: ParticipantJoin, code: str, sid: str | None, now: flo
     if row is None:
         db.session.rollback()
         return None
-    written = _Written(row.cafe_id, row.id, token, [cafe_room(row.cafe_id), participant_room(row.id)] if sid else [],
-                       False)
-    if sid:
-        try:
-            publisher.move(sid, [], written.rooms)
-        except BaseException:
-            db.session.rollback()
-            _forget(written, sid, now)
-            raise
-    return written
+    return _entered(_Written(row.cafe_id, row.id, token, _rooms(row.cafe_id, row.id, None) if sid else [], False),
+                    sid, now, publisher)
 
 
 @functools.cache
@@ -293,11 +289,15 @@ def _rejoin_at_once(cmd: ParticipantJoin, code: str, sid: str | None, now: float
         db.session.rollback()
         return None
     table = table_room(row.cafe_id, row.current_round, row.seat_table) if row.seat_table and sid else None
-    rooms = [cafe_room(row.cafe_id), participant_room(row.id), *([table] if table else [])] if sid else []
-    written = _Written(row.cafe_id, row.id, None, rooms, True, table)
+    return _entered(_Written(row.cafe_id, row.id, None, _rooms(row.cafe_id, row.id, table) if sid else [], True,
+                             table), sid, now, publisher)
+
+
+def _entered(written: _Written, sid: str | None, now: float, publisher: Publisher) -> _Written:
+    """A write committed by one statement: its connection enters its rooms (or it is marked gone again)."""
     if sid:
         try:
-            publisher.move(sid, [], rooms)
+            publisher.move(sid, [], written.rooms)
         except BaseException:
             db.session.rollback()
             _forget(written, sid, now)
