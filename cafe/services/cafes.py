@@ -9,7 +9,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
-from sqlalchemy import Float, Select, Update, bindparam, func, select, true, update
+from sqlalchemy import Float, Select, Update, bindparam, func, select, true, union_all, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
@@ -347,14 +347,18 @@ def visible_notes(session: Session, cafe: Cafe, participant: Participant, seat: 
     """What a participant may read: their own notes, their current table's notes this round, and,
     for a table host, everything written at their table in earlier rounds (``seat``: their seat this
     round, as :func:`current_seat` gives it)."""
-    clauses = [Note.participant_id == participant.id]
+    # Each part is found through an index of its own (the participant's notes through the unique index on
+    # participant_id and client_id; a table's through cafe_id, round, table): as one OR, SQLite read every
+    # note of the café for each phone, 12,000 of them per rejoin after 30 s of notes from 2,000 phones.
+    parts = [select(Note.id).where(Note.participant_id == participant.id)]
     if seat is not None:
-        clauses.append((Note.round == cafe.current_round) & (Note.table == seat.table))
+        at_table = (Note.cafe_id == cafe.id) & (Note.table == seat.table)
+        parts.append(select(Note.id).where(at_table, Note.round == cafe.current_round))
         if seat.is_host:
-            clauses.append((Note.table == seat.table) & (Note.round < cafe.current_round))
-    from sqlalchemy import or_
-    return list(session.scalars(select(Note).where(Note.cafe_id == cafe.id, Note.deleted_at.is_(None),
-                                                   Note.hidden.is_(False), or_(*clauses)).order_by(Note.id)))
+            parts.append(select(Note.id).where(at_table, Note.round < cafe.current_round))
+    return list(session.scalars(select(Note).where(Note.id.in_(union_all(*parts)), Note.cafe_id == cafe.id,
+                                                   Note.deleted_at.is_(None), Note.hidden.is_(False))
+                                .order_by(Note.id)))
 
 
 def seat_payload(cafe: Cafe, seat: Seat | None) -> dict[str, Any] | None:
