@@ -903,20 +903,21 @@ async def _storm(pool: Pool, dash: Dashboard | None, args: argparse.Namespace, p
     then every phone comes back within ``--storm`` seconds with its rejoin token (see :func:`_rejoin_all`).
     ``dash`` is the app's dashboard, whose counts say when the server has taken in every drop and every
     return (the bare server sends no counts: it is given a fixed moment instead)."""
-    t0 = time.time()
-    await pool.ask(("drop",), timeout=60)
-
-    async def dashboard_shows(connected: int, limit: float) -> float | None:
+    async def dashboard_shows(connected: int, since: float, limit: float) -> float | None:
+        """Seconds from ``since`` until the dashboard shows ``connected`` phones (None: not within ``limit``)."""
         deadline = time.monotonic() + limit
         while dash is not None and time.monotonic() < deadline:
             if dash.people is not None and dash.people["connected"] == connected:
-                return round(time.time() - t0, 2)
+                return round(time.time() - since, 2)
             await asyncio.sleep(0.05)
         return None
 
+    t0 = time.time()
+    await pool.ask(("drop",), timeout=60)
+
     out: dict[str, Any] = {"spread_s": args.storm, "phones": phones}
     if dash is not None:
-        out["all_gone_on_dashboard_s"] = await dashboard_shows(0, 60)
+        out["all_gone_on_dashboard_s"] = await dashboard_shows(0, t0, 60)
         out["dashboard_shows_after_drop"] = {k: dash.people[k] for k in ("count", "connected")} if dash.people else None
     await asyncio.sleep(2.0)
     t0 = time.time()
@@ -927,7 +928,7 @@ async def _storm(pool: Pool, dash: Dashboard | None, args: argparse.Namespace, p
                 "all_back_s": round(max(a["finished"] for a in answers) - t0, 2),
                 "rejoin_ms": _stats_ms([v for a in answers for v in a["rejoin_ms"]]), "errors": errors})
     if dash is not None:
-        out["all_back_on_dashboard_s"] = await dashboard_shows(phones, 30)
+        out["all_back_on_dashboard_s"] = await dashboard_shows(phones, t0, 30)
         out["dashboard_shows"] = {k: dash.people[k] for k in ("count", "connected")} if dash.people else None
     return out
 

@@ -504,16 +504,12 @@ def test_a_new_phone_is_written_once_and_its_answer_is_read_after_the_commit(
 
 
 
-@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
-def test_a_new_phone_holds_the_cafes_row_only_while_its_one_statement_runs(
-        actions: Actions, cafe_ready: dict[str, Any], database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every join writes the café's row (the newcomer's number, the version), so joins take turns on its
-    lock. On PostgreSQL a new phone is written in one statement that commits itself: by the time its
-    connection enters the café's rooms (before its snapshot is read) the row is free again. In a transaction
-    it stayed locked until the commit, and a crowd joined one phone at a time."""
+def _cafe_row_at_first_move(actions: Actions, monkeypatch: pytest.MonkeyPatch, database_url: str,
+                            cafe_id: int) -> list[str]:
+    """PostgreSQL: when the next connection enters its rooms, is the café's row free ("free") or still
+    locked by the join ("locked")? Asked once, from another connection (``FOR UPDATE NOWAIT``)."""
     import psycopg
 
-    code, cafe_id = cafe_ready["cafe"]["join_code"], cafe_ready["cafe"]["id"]
     publisher = actions.app.extensions["cafe.publisher"]
     real_move = publisher.move
     found: list[str] = []
@@ -529,6 +525,18 @@ def test_a_new_phone_holds_the_cafes_row_only_while_its_one_statement_runs(
         real_move(sid, leave, enter)
 
     monkeypatch.setattr(publisher, "move", move)
+    return found
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_new_phone_holds_the_cafes_row_only_while_its_one_statement_runs(
+        actions: Actions, cafe_ready: dict[str, Any], database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every join writes the café's row (the newcomer's number, the version), so joins take turns on its
+    lock. On PostgreSQL a new phone is written in one statement that commits itself: by the time its
+    connection enters the café's rooms (before its snapshot is read) the row is free again. In a transaction
+    it stayed locked until the commit, and a crowd joined one phone at a time."""
+    code, cafe_id = cafe_ready["cafe"]["join_code"], cafe_ready["cafe"]["id"]
+    found = _cafe_row_at_first_move(actions, monkeypatch, database_url, cafe_id)
     _sock, answer = actions.phone(code, name="Amina", languages=["rw", "en"], stay_put=True)
     assert answer["ok"], answer
     assert found == ["free"]
@@ -656,29 +664,13 @@ def test_phones_coming_back_hold_the_cafes_row_only_while_their_one_statement_ru
     café's row until its commit let them back one at a time (2 workers, 2,000 phones: 90 a second, rejoin
     p50 11 s). On PostgreSQL a phone coming back is written in one statement that commits itself: by the
     time its connection enters its rooms the row is free again, and its answer is read after."""
-    import psycopg
-
     code, cafe_id = cafe_ready["cafe"]["join_code"], cafe_ready["cafe"]["id"]
     phones = [actions.phone(code) for _ in range(4)]
     assert start(cafe_ready["dash"], cafe_id)["ok"]
     sock, joined = phones[0]
     seat = of(names(sock), "seat_assigned")[-1]
     sock.disconnect()
-    publisher = actions.app.extensions["cafe.publisher"]
-    real_move = publisher.move
-    found: list[str] = []
-
-    def move(sid: str, leave: list[str], enter: list[str]) -> None:
-        if not found:
-            with psycopg.connect(database_url) as other:
-                try:
-                    other.execute("SELECT id FROM cafe WHERE id = %s FOR UPDATE NOWAIT", (cafe_id,))
-                    found.append("free")
-                except psycopg.errors.LockNotAvailable:
-                    found.append("locked")
-        real_move(sid, leave, enter)
-
-    monkeypatch.setattr(publisher, "move", move)
+    found = _cafe_row_at_first_move(actions, monkeypatch, database_url, cafe_id)
     _back, back = actions.phone(code, rejoin_token=joined["rejoin_token"])
     assert back["ok"] and back["rejoined"], back
     assert found == ["free"]
