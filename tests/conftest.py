@@ -6,6 +6,7 @@ import shutil
 import socket
 import tempfile
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -17,6 +18,23 @@ ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("CAFE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("CAFE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 REQUIRE_SERVICES = os.environ.get("CAFE_REQUIRE_SERVICES") == "1"
+
+
+@contextmanager
+def statements_run(engine: Any) -> Iterator[list[tuple[str, Any]]]:
+    """Every statement the engine sends inside the block, with its parameters, in order."""
+    from sqlalchemy import event
+
+    seen: list[tuple[str, Any]] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
+        seen.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
 
 
 def _port_open(host: str, port: int) -> bool:

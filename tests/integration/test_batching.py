@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from cafe.services.batching import GroupCommitter
 from cafe.services.events import Outbox, RecordingPublisher
-from tests.conftest import Actions, both_databases
+from tests.conftest import Actions, both_databases, statements_run
 
 
 class _Bump:
@@ -98,23 +98,14 @@ def _note(phone: Any, client_id: str | None = None) -> dict[str, Any]:
 def test_a_note_alone_in_its_batch_takes_the_few_statements_of_the_bulk_path(actions: Actions) -> None:
     """Most batches hold a single note when the room is quiet: it must not pay for a savepoint and the
     one-by-one path's ten queries."""
-    from sqlalchemy import event
-
     from cafe.extensions import db
 
     phone = _seated_phone(actions)
     with actions.app.app_context():
         engine = db.engine
-    statements: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement.split()[0].upper())
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with statements_run(engine) as run:
         answer = _note(phone)
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
+    statements = [statement.split()[0].upper() for statement, _parameters in run]
     assert answer["ok"], answer
     assert "SAVEPOINT" not in statements, statements
     assert len(statements) <= 4, statements

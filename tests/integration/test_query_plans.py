@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import text
 
-from tests.conftest import Actions, both_databases
+from tests.conftest import Actions, both_databases, statements_run
 
 ROUND = 2           # the café is in its second round
 TABLES = 10
@@ -67,22 +67,13 @@ def test_the_notes_a_phone_may_read_are_read_once_through_indexes_however_stale_
             return [n.id for n in shown if n.participant_id == person.id or (
                 n.table == table and (n.round == ROUND or (is_host and n.round < ROUND)))]
 
-        statements: list[tuple[str, Any]] = []
-
-        def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
-            statements.append((statement, parameters))
-
         engine = session.get_bind()
         for person, is_host in ((host, True), (guest, False), (unseated, False)):
             seat = current_seat(session, cafe, person.id)
             table = tables.get((ROUND, person.id))
             assert (seat.table if seat else None) == table
-            statements.clear()
-            event.listen(engine, "before_cursor_execute", record)
-            try:
+            with statements_run(engine) as statements:
                 seen = [n.id for n in visible_notes(session, cafe, person, seat)]
-            finally:
-                event.remove(engine, "before_cursor_execute", record)
             # their own notes (the guest's from another table last round too), their table's this round,
             # and for the host, their table's earlier rounds; never a hidden or deleted one
             assert seen == expected(person, table, is_host) and seen
