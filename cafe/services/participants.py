@@ -13,7 +13,7 @@ from ..domain.protocol import ParticipantJoin
 from ..extensions import db
 from ..models import Cafe, Participant
 from .cafes import bump_version, cafe_for_facilitator, current_seat, facilitator_snapshot, participant_snapshot
-from .cafes import person_payload, presence_after_commit
+from .cafes import person_payload, presence_after_commit, presence_and_cafe
 from .errors import ServiceError
 from .harvest import harvest_for_facilitator, harvest_for_participant
 from .events import Outbox, Publisher, cafe_room, facilitators_room, participant_room, table_room
@@ -313,9 +313,7 @@ def _answer(written: _Written, since_version: int | None, sid: str | None, now: 
     rooms = list(written.rooms)
     try:
         _autocommit()
-        counts, person = presence_after_commit(db.session, written.cafe_id, written.participant_id)
-        cafe = db.session.get(Cafe, written.cafe_id)
-        assert cafe is not None             # a café is deleted only with its participants
+        counts, person, cafe = presence_and_cafe(db.session, written.cafe_id, written.participant_id)
         up_to_date = written.rejoined and since_version is not None and since_version >= cafe.version
         snapshot = None
         if not up_to_date:
