@@ -76,6 +76,8 @@ class GroupCommitter:
 
     # -- the writers' side ------------------------------------------------------------------------
     def submit(self, op: Operation, timeout: float = 30.0) -> Any:
+        if self._stopping:          # nothing would ever take it
+            raise ServiceError("storage_unavailable", "Could not save; your phone will try again.", 503)
         self._ensure_started()
         pending = _Pending(op=op, done=self.socketio.server.eio.create_event())
         self._queue.put(pending)
@@ -288,6 +290,7 @@ class GroupCommitter:
                     raise
             if rest:
                 derived = self._transaction(Session(bind=connection), rest)
+            derived.extend(self._read_after_commit(connection, done + rest))
         # The batch's events go out together (across workers: one message): first those written outside the
         # transaction, which committed first, then the transaction's in operation order, then the derived
         # ones, so that versions rise; senders are answered after that.
@@ -302,6 +305,31 @@ class GroupCommitter:
             log.exception("publishing after commit failed")
         for pending in batch:
             pending.done.set()
+
+    def _read_after_commit(self, connection: Any, batch: list[_Pending]) -> Outbox:
+        """The events that the batch's committed operations asked to be read after the commit (each reader
+        once), on PostgreSQL without a transaction (one round trip each). A reader that fails costs its
+        events only: the writes have committed, and their writers are answered."""
+        readers = {id(r): r for pending in batch if pending.error is None for r in pending.outbox.readers}
+        read = Outbox()
+        if not readers:
+            return read
+        postgres = connection.dialect.name == "postgresql"
+        if postgres:
+            connection.execution_options(isolation_level="AUTOCOMMIT")      # client-side: nothing is sent
+        session = Session(bind=connection)
+        try:
+            for reader in readers.values():
+                try:
+                    reader(session, read)
+                except Exception:
+                    session.rollback()
+                    log.exception("reading after the commit failed")
+        finally:
+            session.close()
+            if postgres:
+                connection.execution_options(isolation_level=connection.default_isolation_level)
+        return read
 
     def _transaction(self, session: Session, batch: list[_Pending]) -> Outbox:
         """Run ``batch`` in one transaction and commit it; return the derived events."""

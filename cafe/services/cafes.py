@@ -223,17 +223,19 @@ def participant_counts(session: Session, cafe_id: int) -> dict[str, Any]:
 
 
 @functools.cache
-def _presence_statement(dialect: str, with_cafe: bool) -> Select:
+def _presence_statement(dialect: str, with_cafe: bool, many: bool = False) -> Select:
     counts = _counts_statement(dialect).subquery()
     person = Participant.__table__
     joined = person.join(counts, true())
     if with_cafe:
         joined = joined.join(Cafe, Cafe.id == person.c.cafe_id)
+    who = (person.c.id.in_(bindparam("participant_ids", expanding=True)) if many
+           else person.c.id == bindparam("participant_id"))
     return (select(*([Cafe] if with_cafe else []), person.c.id, person.c.cafe_id, person.c.number, person.c.name,
                    person.c.language, person.c.connected, person.c.fixed, person.c.can_scribe, person.c.left_at,
                    person.c.removed, counts.c["count"], counts.c.connected.label("connected_count"),
                    counts.c.counted_at)
-            .select_from(joined).where(person.c.id == bindparam("participant_id")))
+            .select_from(joined).where(who))
 
 
 def _presence_row(session: Session, cafe_id: int, participant_id: int, with_cafe: bool) -> Any:
@@ -253,6 +255,18 @@ def presence_after_commit(session: Session, cafe_id: int, participant_id: int) -
     participant's presence publishes, read after its commit (see :func:`participant_counts`). The
     participant comes back as a detached object (not in the session: nothing loads it again)."""
     return _presence(_presence_row(session, cafe_id, participant_id, with_cafe=False))
+
+
+def presence_of_many(session: Session, cafe_id: int,
+                     participant_ids: Iterable[int]) -> tuple[dict[str, Any], list[Participant]]:
+    """:func:`presence_after_commit` for several participants of one café at once: the counts, read once,
+    and each of them (in id order)."""
+    dialect, params = _counts_params(session, cafe_id)
+    rows = session.execute(_presence_statement(dialect, False, many=True),
+                           params | {"participant_ids": sorted(participant_ids)}).all()
+    people = [_presence(row)[1] for row in sorted(rows, key=lambda r: r.id)]
+    counts = _presence(rows[0])[0] if rows else participant_counts(session, cafe_id)
+    return counts, people
 
 
 def presence_and_cafe(session: Session, cafe_id: int,

@@ -42,16 +42,23 @@ class Outbox:
     """Events gathered during a use case, published in order once the transaction has committed.
 
     ``coalesce(key, builder)`` asks for a derived event (a tally, say) that the group committer builds
-    once per batch, however many operations in the batch asked for the same key.
+    once per batch, however many operations in the batch asked for the same key. ``read_after_commit(reader)``
+    asks for events that must be read after the batch has committed (the room's counts: see
+    :func:`cafe.services.cafes.participant_counts`); the committer calls each reader once, however many
+    operations of the batch name it.
     """
 
     emits: list[tuple[str, dict[str, Any], str | list[str]]] = field(default_factory=list)
     moves: list[tuple[str, list[str], list[str]]] = field(default_factory=list)
     coalesced: dict[Any, Any] = field(default_factory=dict)
     disconnects: list[str] = field(default_factory=list)
+    readers: list[Any] = field(default_factory=list)
 
     def coalesce(self, key: Any, builder: Any) -> None:
         self.coalesced[key] = builder
+
+    def read_after_commit(self, reader: Any) -> None:
+        self.readers.append(reader)
 
     def emit(self, event: str, data: dict[str, Any], to: str | list[str]) -> None:
         self.emits.append((event, data, to))

@@ -113,7 +113,7 @@ def on_disconnect(*_args: Any) -> None:
     if ident is None or ident.participant_id is None:
         return
     try:
-        participants.disconnect(ident.participant_id, request.sid, ctx.now(), ctx.publisher())  # type: ignore[attr-defined]
+        participants.disconnect(ctx.committer(), ident.participant_id, request.sid, ctx.now())  # type: ignore[attr-defined]
     except Exception:
         log.exception("disconnect bookkeeping failed")
         db.session.rollback()

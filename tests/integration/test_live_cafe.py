@@ -608,6 +608,54 @@ def test_disconnect_marks_participant_away(actions: Actions, cafe_ready: dict[st
     assert changed[-1]["connected"] == 0 and changed[-1]["count"] == 1
 
 
+@both_databases
+def test_phones_dropping_together_are_written_together_and_counted_once_after_the_commit(
+        actions: Actions, cafe_ready: dict[str, Any]) -> None:
+    """The venue's Wi-Fi goes: the drops that reach the writer together are one statement, the room's
+    counts are read once after it commits, and the facilitators hear of each person with those counts. A
+    drop of a connection that is no longer the phone's (it came back meanwhile) changes nothing."""
+    import threading
+
+    from sqlalchemy import select
+
+    from cafe.extensions import db, socketio
+    from cafe.models import Participant
+    from cafe.services import participants
+    from cafe.services.batching import GroupCommitter
+    from cafe.services.events import RecordingPublisher
+
+    code = cafe_ready["cafe"]["join_code"]
+    joined = [actions.phone(code)[1]["participant"]["id"] for _ in range(6)]
+    with actions.app.app_context():
+        sids = dict(db.session.execute(select(Participant.id, Participant.sid)).all())
+        engine = db.engine
+    publisher = RecordingPublisher()
+    writer = GroupCommitter(actions.app, socketio, publisher, window=1.0, max_batch=5)    # one batch of five
+    dropping, back = joined[:4], joined[4]
+    results: dict[int, Any] = {}
+
+    def drop(pid: int, sid: str) -> None:
+        results[pid] = writer.submit(participants._Drop(pid, sid, 1e9))
+
+    with statements_run(engine) as run:
+        threads = [threading.Thread(target=drop, args=(pid, sids[pid])) for pid in dropping]
+        threads.append(threading.Thread(target=drop, args=(back, "an-old-connection")))
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(20)
+    writer.stop()
+    assert writer.batches == 1 and results == {**{pid: True for pid in dropping}, back: False}
+    heads = [" ".join(statement.split()[:2]).upper() for statement, _params in run]
+    assert heads.count("UPDATE PARTICIPANT") == 1 and heads.count("SELECT PARTICIPANT.ID,") == 1, heads
+    told = publisher.events("participants_changed")
+    assert sorted(m["participant"]["id"] for m in told) == dropping
+    assert all(not m["participant"]["connected"] and (m["count"], m["connected"]) == (6, 2) for m in told), told
+    with actions.app.app_context():
+        connected = dict(db.session.execute(select(Participant.id, Participant.connected)).all())
+    assert connected == {pid: pid not in dropping for pid in joined}
+
+
 def test_facilitator_token_auth_at_connect(actions: Actions, cafe_ready: dict[str, Any]) -> None:
     from cafe.extensions import socketio
     token = actions.token(cafe_ready["fac"])
@@ -732,9 +780,10 @@ def test_phones_dropping_side_by_side_leave_the_dashboard_with_the_right_count(
 
     from sqlalchemy import event, select
 
-    from cafe.extensions import db
+    from cafe.extensions import db, socketio
     from cafe.models import Participant
     from cafe.services import participants
+    from cafe.services.batching import GroupCommitter
     from cafe.services.events import RecordingPublisher
 
     code = cafe_ready["cafe"]["join_code"]
@@ -744,34 +793,33 @@ def test_phones_dropping_side_by_side_leave_the_dashboard_with_the_right_count(
                                        .where(Participant.id.in_(joined[:2]))).all())
         engine = db.engine
     publisher = RecordingPublisher()
+    # each worker's group committer (its writer task writes the drops it is given)
+    workers = [GroupCommitter(actions.app, socketio, publisher, window=0.0, max_batch=10) for _ in range(2)]
     both_written = threading.Barrier(2, timeout=10)
-    mine = threading.local()
 
     def after(conn: Any, cursor: Any, text: str, *args: Any) -> None:
-        if getattr(mine, "dropping", False) and text.lstrip().upper().startswith("UPDATE PARTICIPANT"):
+        if text.lstrip().upper().startswith("UPDATE PARTICIPANT"):
             both_written.wait()             # both connections written before either goes on
 
     errors: list[BaseException] = []
 
-    def drop(pid: int) -> None:
-        mine.dropping = True
-        with actions.app.app_context():
-            try:
-                participants.disconnect(pid, sids[pid], 1e9, publisher)
-            except BaseException as exc:  # noqa: BLE001 - reported below
-                errors.append(exc)
-            finally:
-                db.session.remove()
+    def drop(worker: GroupCommitter, pid: int) -> None:
+        try:
+            worker.submit(participants._Drop(pid, sids[pid], 1e9))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
 
     event.listen(engine, "after_cursor_execute", after)
     try:
-        threads = [threading.Thread(target=drop, args=(pid,)) for pid in joined[:2]]
+        threads = [threading.Thread(target=drop, args=(worker, pid)) for worker, pid in zip(workers, joined[:2])]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(20)
     finally:
         event.remove(engine, "after_cursor_execute", after)
+        for worker in workers:
+            worker.stop()
     assert not errors, errors
     told = publisher.events("participants_changed")
     assert len(told) == 2
