@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from sqlalchemy.orm import Session
 
@@ -42,6 +43,20 @@ _PLAN_ONCE = ("SELECT set_config('plan_cache_mode', 'force_generic_plan', false)
               "set_config('enable_seqscan', 'off', false)")
 _PLAN_UNDO = ("RESET plan_cache_mode", "RESET enable_seqscan", "DEALLOCATE ALL")
 IDLE_RECONNECT = 5.0    # seconds: the writer's connection goes back to the pool after this long unused
+
+
+@contextmanager
+def _autocommit(connection: Any) -> Iterator[None]:
+    """On PostgreSQL, the connection without a transaction inside the block: each statement commits itself
+    (client-side settings: nothing is sent). Elsewhere nothing changes."""
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    connection.execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        yield
+    finally:
+        connection.execution_options(isolation_level=connection.default_isolation_level)
 
 
 @dataclass
@@ -245,8 +260,7 @@ class GroupCommitter:
         if not groups:
             return [], batch
         done: list[_Pending] = []
-        connection.execution_options(isolation_level="AUTOCOMMIT")     # client-side: nothing is sent
-        try:
+        with _autocommit(connection):
             for at_once, group in groups.items():
                 try:
                     outcomes = at_once(connection, [p.op for p in group], [p.outbox for p in group])
@@ -266,8 +280,6 @@ class GroupCommitter:
                         (setattr(pending, "error", outcome) if isinstance(outcome, ServiceError)
                          else setattr(pending, "result", outcome))
                         done.append(pending)
-        finally:
-            connection.execution_options(isolation_level=connection.default_isolation_level)
         order = {id(p): n for n, p in enumerate(batch)}
         rest.sort(key=lambda p: order[id(p)])
         return done, rest
@@ -314,21 +326,13 @@ class GroupCommitter:
         read = Outbox()
         if not readers:
             return read
-        postgres = connection.dialect.name == "postgresql"
-        if postgres:
-            connection.execution_options(isolation_level="AUTOCOMMIT")      # client-side: nothing is sent
-        session = Session(bind=connection)
-        try:
+        with _autocommit(connection), Session(bind=connection) as session:
             for reader in readers.values():
                 try:
                     reader(session, read)
                 except Exception:
                     session.rollback()
                     log.exception("reading after the commit failed")
-        finally:
-            session.close()
-            if postgres:
-                connection.execution_options(isolation_level=connection.default_isolation_level)
         return read
 
     def _transaction(self, session: Session, batch: list[_Pending]) -> Outbox:

@@ -258,15 +258,13 @@ def presence_after_commit(session: Session, cafe_id: int, participant_id: int) -
 
 
 def presence_of_many(session: Session, cafe_id: int,
-                     participant_ids: Iterable[int]) -> tuple[dict[str, Any], list[Participant]]:
-    """:func:`presence_after_commit` for several participants of one café at once: the counts, read once,
-    and each of them (in id order)."""
+                     participant_ids: Iterable[int]) -> list[tuple[dict[str, Any], Participant]]:
+    """:func:`presence_after_commit` for several participants of one café, in one statement (the counts read
+    once): the counts with each of them, in id order."""
     dialect, params = _counts_params(session, cafe_id)
     rows = session.execute(_presence_statement(dialect, False, many=True),
-                           params | {"participant_ids": sorted(participant_ids)}).all()
-    people = [_presence(row)[1] for row in sorted(rows, key=lambda r: r.id)]
-    counts = _presence(rows[0])[0] if rows else participant_counts(session, cafe_id)
-    return counts, people
+                           params | {"participant_ids": sorted(participant_ids)})
+    return sorted((_presence(row) for row in rows), key=lambda pair: pair[1].id)
 
 
 def presence_and_cafe(session: Session, cafe_id: int,

@@ -388,8 +388,10 @@ def _drop_many(executor: Any, ops: list["_Drop"], outboxes: list[Outbox]) -> lis
                             .values(connected=False, sid=None, last_seen_at=max(op.now for op in ops))
                             .returning(person.c.id, person.c.cafe_id)).all()
     cafe_of = {pid: cafe_id for pid, cafe_id in rows}
-    readers = {cafe_id: _presence_reader(cafe_id, [pid for pid, c in cafe_of.items() if c == cafe_id])
-               for cafe_id in set(cafe_of.values())}
+    dropped: dict[int, list[int]] = {}         # café -> who dropped
+    for pid, cafe_id in cafe_of.items():
+        dropped.setdefault(cafe_id, []).append(pid)
+    readers = {cafe_id: _presence_reader(cafe_id, pids) for cafe_id, pids in dropped.items()}
     for op, outbox in zip(ops, outboxes):
         if op.participant_id in cafe_of:
             outbox.read_after_commit(readers[cafe_of[op.participant_id]])
@@ -400,8 +402,7 @@ def _presence_reader(cafe_id: int, participant_ids: list[int]) -> Any:
     """What tells the facilitators that these participants' presence changed, read after the commit (see
     :func:`_presence_after_commit`): the room's counts once, and each of them."""
     def read(session: Session, outbox: Outbox) -> None:
-        counts, people = presence_of_many(session, cafe_id, participant_ids)
-        for person in people:
+        for counts, person in presence_of_many(session, cafe_id, participant_ids):
             outbox.emit("participants_changed", _presence_message(counts, person), facilitators_room(cafe_id))
     return read
 
