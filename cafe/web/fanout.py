@@ -8,12 +8,17 @@ it to the connections it holds itself, so the work is also shared between the wo
 :class:`FanoutManager` is the same for one worker. Either way :func:`emit_locally` writes each packet
 with the values its emits share (the café's state in each of a round's seats) encoded once: for 2,000
 seats 19 ms instead of 49 ms through ``Manager.emit`` (side by side in one process, median of 15 runs).
+
+When the message queue is lost (Redis restarts, or cannot be reached), what the workers publish meanwhile
+never reaches the others' pages, and a page cannot tell. So once a worker can listen again, or publish
+again after a publish was lost, the pages concerned are sent ``resync``: they ask for a whole snapshot.
 """
 from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Callable, Iterable, Sequence
+import time
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import socketio
 from engineio import packet as eio_packet
@@ -23,6 +28,8 @@ log = logging.getLogger(__name__)
 
 METHOD = "cafe_fanout"
 _MARKER = METHOD.encode()
+RESYNC = "resync"           # the event that tells a page to ask for a whole snapshot (docs/protocol.md)
+LISTEN_RETRY_MAX = 5.0      # seconds between attempts to listen again (python-socketio's own: up to 60)
 
 Move = tuple[str, Sequence[str], Sequence[str]]
 Emit = tuple[str, Any, "str | Sequence[str]"]
@@ -210,8 +217,49 @@ class FanoutManager(Manager):
         apply_locally(self, moves, emits, disconnects)
 
 
+def resync_locally(manager: Manager, namespace: str = "/") -> None:
+    """Tell every page this process holds that it may have missed events: it asks for a whole snapshot."""
+    log.warning("the message queue was lost: telling this worker's pages to resync")
+    emit_locally(manager, [(RESYNC, {"reason": "message_queue"}, None)], namespace)
+
+
 class FanoutRedisManager(socketio.RedisManager):  # type: ignore[misc]
-    """The Redis manager, plus :meth:`fanout`: one published message for a whole batch."""
+    """The Redis manager, plus :meth:`fanout`: one published message for a whole batch, and ``resync`` for
+    the pages after the queue was lost (see the module's docstring)."""
+
+    _publish_lost = False
+
+    def _publish(self, data: Any) -> Any:
+        sent = super()._publish(data)        # python-socketio tries twice, logs, and answers None if both failed
+        if sent is None:
+            self._publish_lost = True
+        elif self._publish_lost:
+            # What this worker published meanwhile reached nobody else: the other workers' pages resync.
+            self._publish_lost = super()._publish({"method": METHOD, "host_id": self.host_id, "resync": True}) is None
+        return sent
+
+    def _redis_listen_with_retries(self) -> Iterator[Any]:
+        """python-socketio's listening loop (connect, subscribe, listen; after an error wait and start again),
+        with two changes: once it listens again after losing the queue, the pages this worker holds resync;
+        and it tries again at least every LISTEN_RETRY_MAX seconds, not up to a minute, so that a café gets
+        its wall back soon after Redis does."""
+        retry_sleep = 1.0
+        lost = False
+        while True:
+            try:
+                self._redis_connect()
+                self.pubsub.subscribe(self.channel)
+                retry_sleep = 1.0
+                if lost:
+                    lost = False
+                    resync_locally(self)
+                yield from self.pubsub.listen()
+            except Exception as exc:
+                lost = True
+                self._get_logger().error(f"Cannot receive from redis... retrying in {retry_sleep:g} secs",
+                                         extra={"redis_exception": str(exc)})
+                time.sleep(retry_sleep)
+                retry_sleep = min(retry_sleep * 2, LISTEN_RETRY_MAX)
 
     def fanout(self, moves: Sequence[Move], emits: Sequence[Emit], disconnects: Sequence[str]) -> None:
         # Published first, so the other workers apply it while this one applies it to its own connections.
@@ -234,7 +282,11 @@ class FanoutRedisManager(socketio.RedisManager):  # type: ignore[misc]
                 data = self.json.loads(message)
                 if data.get("method") != METHOD:                 # ours only by a coincidence of text
                     yield message
-                elif data.get("host_id") != self.host_id:        # this worker applied its own already
+                elif data.get("host_id") == self.host_id:        # this worker applied its own already
+                    continue
+                elif data.get("resync"):
+                    resync_locally(self)
+                else:
                     apply_locally(self, [tuple(m) for m in data.get("moves", [])],
                                   unpack_emits(data.get("shared", []), data.get("emits", [])),
                                   data.get("disconnects", []))

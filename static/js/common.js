@@ -182,6 +182,7 @@
         ripen();
       },
       dropped: function () { ripen(); unsure = []; },
+      forget: function () { safe = null; unsure = []; },
       since: function () { ripen(); return safe; }
     };
   };
@@ -194,6 +195,22 @@
     socket.io.on('ping', function () { tracker.heard(); });
     socket.on('disconnect', function () { tracker.dropped(); });
     return tracker;
+  };
+
+  /* The server says ``resync`` when its workers lost their message queue for a while: events may have
+     been missed, and no version shows which. The page forgets what it holds as safe and joins again for a
+     whole snapshot, after a random moment, so that a room full of phones does not ask all at once. */
+  Cafe.RESYNC_SPREAD_MS = 3000;
+  Cafe.onResync = function (socket, tracker, rejoin) {
+    var timer = null;
+    socket.on('resync', function () {
+      tracker.forget();
+      if (timer) { return; }
+      timer = setTimeout(function () {
+        timer = null;
+        if (socket.connected) { rejoin(); }     // otherwise connecting again joins anyway
+      }, Math.random() * Cafe.RESYNC_SPREAD_MS);
+    });
   };
 
   /* Whether a copy of a thing (a note, the state, the tally) is older than the one a page holds. */

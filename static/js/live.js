@@ -77,6 +77,7 @@
 
     /* With several workers, events can arrive out of order (see Cafe.versionTracker). */
     var versions = C.trackVersions(socket);
+    C.onResync(socket, versions, join);
     var keeper = C.noteKeeper();
     var themesVersion = -1;
 

@@ -520,6 +520,7 @@
       else if (pendingJoin) { var p = pendingJoin; pendingJoin = null; C.byId('join-error').hidden = true; join(p.name, p.language); }
     });
     versions = C.trackVersions(socket);
+    C.onResync(socket, versions, function () { if (C.store.get(tokenKey, null)) { join(); } });
     socket.on('disconnect', function () { setStatus('offline'); });
     socket.on('connect_error', function () { setStatus('offline'); });
     on('cafe_state', function (s) { if (setState(s)) { render(); } });

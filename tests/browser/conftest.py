@@ -115,3 +115,29 @@ def sign_in_and_create_cafe(context: Any, base_url: str, email: str, password: s
     cafe_id = int(page.url.rsplit("/", 1)[1])
     page.goto(f"{base_url}/cafes/{cafe_id}/control")
     return page, cafe_id
+
+
+def open_phone(browser: Any, base_url: str, code: str) -> tuple[Any, Any]:
+    """A phone's browser context and page, joined to the café with ``code`` (in its lobby)."""
+    context = browser.new_context(**PHONE)
+    page = context.new_page()
+    page.set_default_timeout(30000)
+    page.goto(f"{base_url}/j/{code}")
+    page.click("#join-form button[type=submit]")
+    page.wait_for_selector("#view-lobby:not([hidden])")
+    return context, page
+
+
+def start_with_phones(browser: Any, control: Any, urls: list[str], code: str) -> tuple[list[Any], list[Any]]:
+    """A phone joined on each of ``urls``, the round started from the ``control`` page, and each phone at its
+    table with the note box open. Returns (the phones' contexts, their pages)."""
+    contexts, pages = [], []
+    for url in urls:
+        context, page = open_phone(browser, url, code)
+        contexts.append(context)
+        pages.append(page)
+    control.click("#btn-start")
+    for page in pages:
+        page.click("#im-here")
+        page.wait_for_selector("#note-text")
+    return contexts, pages

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import PHONE, sign_in_and_create_cafe
+from tests.browser.conftest import sign_in_and_create_cafe, start_with_phones
 from tests.conftest import _make_app
 from tests.fault_phones import KillableServer
 from tests.integration.test_two_workers import db_rows, workers  # noqa: F401  (the fixture)
@@ -59,20 +59,8 @@ def test_phones_and_dashboard_on_two_workers_one_of_which_restarts(
     dash.goto(f"{w2.url}/cafes/{cafe_id}/dashboard")
     code = dash.inner_text(".join-url").strip().rstrip("/").rsplit("/", 1)[1]
 
-    phones, contexts = [], [fac]
-    for i in range(PHONES):
-        ctx = browser.new_context(**PHONE)
-        contexts.append(ctx)
-        page = ctx.new_page()
-        page.set_default_timeout(30000)
-        page.goto(f"{(w1, w2)[i % 2].url}/j/{code}")
-        page.click("#join-form button[type=submit]")
-        page.wait_for_selector("#view-lobby:not([hidden])")
-        phones.append(page)
-    control.click("#btn-start")
-    for page in phones:
-        page.click("#im-here")
-        page.wait_for_selector("#note-text")
+    contexts, phones = start_with_phones(browser, control, [(w1, w2)[i % 2].url for i in range(PHONES)], code)
+    contexts.append(fac)
 
     def write(page: Any, text: str) -> None:
         page.fill("#note-text", text)

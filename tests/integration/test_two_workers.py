@@ -122,11 +122,11 @@ def facilitator_token(url: str) -> str:
             db.engine.dispose()
 
 
-@pytest.fixture
-def workers(postgres_url: str, tmp_path: Path) -> Iterator[list[KillableServer]]:
-    require_service("Redis", "127.0.0.1", 6379)
+@contextlib.contextmanager
+def two_workers_on(message_queue: str, postgres_url: str, tmp_path: Path) -> Iterator[list[KillableServer]]:
+    """Two ``python wsgi.py`` processes on one PostgreSQL database and one Redis channel of their own."""
     env = {"CAFE_SERVER": os.environ.get("CAFE_TWO_WORKERS_SERVER", "eventlet"),
-           "MESSAGE_QUEUE": REDIS_URL, "SOCKETIO_CHANNEL": f"cafe-test-{uuid.uuid4().hex}",
+           "MESSAGE_QUEUE": message_queue, "SOCKETIO_CHANNEL": f"cafe-test-{uuid.uuid4().hex}",
            "SECRET_KEY": "two-workers-test", "SEATING_TIME_LIMIT": "0.2"}
     servers = []
     for n in (1, 2):
@@ -140,6 +140,13 @@ def workers(postgres_url: str, tmp_path: Path) -> Iterator[list[KillableServer]]
     finally:
         for server in servers:
             server.stop()
+
+
+@pytest.fixture
+def workers(postgres_url: str, tmp_path: Path) -> Iterator[list[KillableServer]]:
+    require_service("Redis", "127.0.0.1", 6379)
+    with two_workers_on(REDIS_URL, postgres_url, tmp_path) as servers:
+        yield servers
 
 
 @pytest.mark.postgres
