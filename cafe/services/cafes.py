@@ -368,12 +368,6 @@ def current_seat(session: Session, cafe: Cafe, participant_id: int) -> Seat | No
                                              Seat.participant_id == participant_id))
 
 
-def host_table(session: Session, cafe_id: int, participant_id: int) -> int | None:
-    """The table this participant hosts (hosts stay at one table every round), if any."""
-    return session.scalar(select(Seat.table).where(Seat.cafe_id == cafe_id, Seat.participant_id == participant_id,
-                                                   Seat.is_host.is_(True)).limit(1))
-
-
 @functools.cache
 def _seat_and_hosting_statement() -> Select:
     # A participant is in one café: their seats are found through the index on participant_id.
@@ -382,7 +376,7 @@ def _seat_and_hosting_statement() -> Select:
 
 
 def seat_and_hosting(session: Session, cafe: Cafe, participant_id: int) -> tuple[Seat | None, bool]:
-    """:func:`current_seat`, and whether the participant hosts a table (:func:`host_table` is not None), in
+    """:func:`current_seat`, and whether the participant hosts a table (hosts stay at one table every round), in
     one query: their seat this round and their seats as host, a handful of rows at most (one seat a round).
     Before the first round no one has a seat (a round's seats are written when it starts)."""
     if cafe.current_round == 0:
@@ -440,7 +434,7 @@ def can_scribe(session: Session, cafe: Cafe, participant: Participant) -> bool:
     """Table hosts, and anyone the facilitator allowed, may write notes for others at their table."""
     if participant.can_scribe:
         return True
-    return host_table(session, cafe.id, participant.id) is not None
+    return seat_and_hosting(session, cafe, participant.id)[1]
 
 
 def participant_snapshot(cafe: Cafe, participant: Participant, now: float,

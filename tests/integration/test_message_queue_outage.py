@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -25,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import REQUIRE_SERVICES, require_service
+from tests.conftest import REQUIRE_SERVICES, _port_open, require_service
 from tests.fault_phones import KillableServer, free_port
 from tests.integration.test_two_workers import Client, close_all, facilitator_token, two_workers_on, wait_until
 
@@ -49,14 +48,8 @@ class PrivateRedis:
         self.proc = subprocess.Popen([binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                                       "--appendonly", "no", "--dir", str(self.tmp)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
+        if not wait_until(lambda: _port_open("127.0.0.1", self.port), 10):
+            raise RuntimeError("redis-server did not start")
 
     def kill(self) -> None:
         assert self.proc is not None
