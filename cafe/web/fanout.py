@@ -12,24 +12,37 @@ seats 19 ms instead of 49 ms through ``Manager.emit`` (side by side in one proce
 When the message queue is lost (Redis restarts, or cannot be reached), what the workers publish meanwhile
 never reaches the others' pages, and a page cannot tell. So once a worker can listen again, or publish
 again after a publish was lost, the pages concerned are sent ``resync``: they ask for a whole snapshot.
+Publishing is on the note writer's path (senders are answered after their batch's events are out), so a
+publish may never wait long: it gives up after ``PUBLISH_TIMEOUT``, and after a failure the worker stops
+publishing (its events reach its own pages only) until a probe in the background gets a publish through.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import logging
+import socket
 import time
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import socketio
 from engineio import packet as eio_packet
 from socketio.manager import Manager
+from socketio.redis_manager import parse_redis_sentinel_url
 
 log = logging.getLogger(__name__)
 
 METHOD = "cafe_fanout"
 _MARKER = METHOD.encode()
 RESYNC = "resync"           # the event that tells a page to ask for a whole snapshot (docs/protocol.md)
-LISTEN_RETRY_MAX = 5.0      # seconds between attempts to listen again (python-socketio's own: up to 60)
+LISTEN_RETRY_MAX = 5.0      # seconds between attempts to listen or publish again (python-socketio's own: up to 60)
+PUBLISH_TIMEOUT = 1.0       # seconds a publish, or the connection it needs, may take; redis-py's default is 5 s,
+                            # tried 11 times, and python-socketio tries that twice: minutes for one publish
+LISTEN_CONNECT_TIMEOUT = 2.0
+PROBE_FIRST = 0.5           # seconds from a failed publish to the first attempt to publish again
+# A connection to a Redis that has gone silent (a dropped network, a frozen host) is closed by the kernel:
+# keepalive probes after 5 s of quiet, 3 unanswered ones 2 s apart; data unacknowledged for 10 s.
+_TCP_OPTIONS = {"TCP_KEEPIDLE": 5, "TCP_KEEPINTVL": 2, "TCP_KEEPCNT": 3, "TCP_USER_TIMEOUT": 10_000}
 
 Move = tuple[str, Sequence[str], Sequence[str]]
 Emit = tuple[str, Any, "str | Sequence[str]"]
@@ -223,31 +236,95 @@ def resync_locally(manager: Manager, namespace: str = "/") -> None:
     emit_locally(manager, [(RESYNC, {"reason": "message_queue"}, None)], namespace)
 
 
+def _timed_out(exc: BaseException) -> bool:
+    """A timeout (redis-py's own TimeoutError, or the socket's), as opposed to a refusal or an error answer."""
+    return isinstance(exc, TimeoutError) or type(exc).__name__ == "TimeoutError"
+
+
 class FanoutRedisManager(socketio.RedisManager):  # type: ignore[misc]
     """The Redis manager, plus :meth:`fanout`: one published message for a whole batch, and ``resync`` for
-    the pages after the queue was lost (see the module's docstring)."""
+    the pages after the queue was lost (see the module's docstring). Publishing and listening have a Redis
+    client each: the publishing one gives up after ``PUBLISH_TIMEOUT``, the listening one waits for
+    messages as long as it takes; neither retries by itself (the loops here decide when to try again)."""
 
-    _publish_lost = False
+    _paused = False      # a publish failed: publishes are skipped until the probe gets one through
+
+    def _client(self, **options: Any) -> Any:
+        """A Redis client for the queue's URL, with ``options`` and ours (the URL's and the deployment's
+        ``redis_options`` win)."""
+        module = self._get_redis_module()
+        retry = importlib.import_module(f"{module.__name__}.retry")
+        backoff = importlib.import_module(f"{module.__name__}.backoff")
+        tcp = {getattr(socket, name): value for name, value in _TCP_OPTIONS.items() if hasattr(socket, name)}
+        kwargs = {"retry": retry.Retry(backoff.NoBackoff(), 0), "socket_keepalive": True,
+                  "socket_keepalive_options": tcp, **options, **self.redis_options}
+        if self.redis_url.split(":", 1)[0] in ("redis+sentinel", "valkey+sentinel"):
+            sentinels, service_name, url_kwargs = parse_redis_sentinel_url(self.redis_url)
+            return module.sentinel.Sentinel(sentinels, **{**kwargs, **url_kwargs}).master_for(
+                service_name or self.channel)
+        return module.Redis.from_url(self.redis_url, **kwargs)
+
+    def _redis_connect(self) -> None:
+        """The publishing client (python-socketio's own connects both sides through this)."""
+        self.redis = self._client(socket_timeout=PUBLISH_TIMEOUT, socket_connect_timeout=PUBLISH_TIMEOUT)
+        self.connected = True
+
+    def _send(self, message: str) -> Any:
+        if not self.connected:
+            self._redis_connect()
+        return self.redis.publish(self.channel, message)
 
     def _publish(self, data: Any) -> Any:
-        sent = super()._publish(data)        # python-socketio tries twice, logs, and answers None if both failed
-        if sent is None:
-            self._publish_lost = True
-        elif self._publish_lost:
-            # What this worker published meanwhile reached nobody else: the other workers' pages resync.
-            self._publish_lost = super()._publish({"method": METHOD, "host_id": self.host_id, "resync": True}) is None
-        return sent
+        """Publish, trying a fresh connection once if the one held failed at once (Redis restarted since).
+        A timeout is not tried again. After a failure nothing is published (the event reaches this worker's
+        pages only) until :meth:`_probe` gets a publish through; then the other workers' pages resync."""
+        if self._paused:
+            return None
+        message = self.json.dumps(data)
+        error: Exception | None = None
+        for _attempt in (1, 2):
+            try:
+                return self._send(message)
+            except Exception as exc:
+                self.connected = False
+                error = exc
+                if _timed_out(exc):
+                    break
+        if not self._paused:
+            self._paused = True
+            log.warning("cannot publish to the message queue (%s: %s): this worker's events reach its own pages "
+                        "only, until a publish gets through again", type(error).__name__, error)
+            self.server.start_background_task(self._probe)
+        return None
+
+    def _probe(self) -> None:
+        """Try to publish ``resync`` (for the other workers' pages) after 0.5, 1, 2, 4, then every 5 s; once
+        it gets through, this worker publishes again."""
+        wait = PROBE_FIRST
+        while True:
+            self.server.sleep(wait)
+            try:
+                self._send(self.json.dumps({"method": METHOD, "host_id": self.host_id, "resync": True}))
+            except Exception as exc:
+                self.connected = False
+                log.debug("the message queue still takes no publish: %s", exc)
+                wait = min(wait * 2, LISTEN_RETRY_MAX)
+                continue
+            self._paused = False
+            log.warning("the message queue takes this worker's publishes again: the other workers' pages resync")
+            return
 
     def _redis_listen_with_retries(self) -> Iterator[Any]:
         """python-socketio's listening loop (connect, subscribe, listen; after an error wait and start again),
-        with two changes: once it listens again after losing the queue, the pages this worker holds resync;
-        and it tries again at least every LISTEN_RETRY_MAX seconds, not up to a minute, so that a café gets
-        its wall back soon after Redis does."""
+        on a client of its own, with two changes: once it listens again after losing the queue, the pages
+        this worker holds resync; and it tries again at least every LISTEN_RETRY_MAX seconds, not up to a
+        minute, so that a café gets its wall back soon after Redis does."""
         retry_sleep = 1.0
         lost = False
         while True:
             try:
-                self._redis_connect()
+                self.pubsub = self._client(socket_connect_timeout=LISTEN_CONNECT_TIMEOUT,
+                                           socket_timeout=None).pubsub(ignore_subscribe_messages=True)
                 self.pubsub.subscribe(self.channel)
                 retry_sleep = 1.0
                 if lost:
@@ -258,6 +335,10 @@ class FanoutRedisManager(socketio.RedisManager):  # type: ignore[misc]
                 lost = True
                 self._get_logger().error(f"Cannot receive from redis... retrying in {retry_sleep:g} secs",
                                          extra={"redis_exception": str(exc)})
+                try:
+                    self.pubsub.close()
+                except Exception:
+                    pass
                 time.sleep(retry_sleep)
                 retry_sleep = min(retry_sleep * 2, LISTEN_RETRY_MAX)
 

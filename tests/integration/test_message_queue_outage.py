@@ -8,14 +8,23 @@ started again without touching the machine's Redis. A dashboard is on worker 2, 
   stored and acknowledged but cannot reach the dashboard on worker 2; once the workers listen again, every
   page is sent ``resync``, the dashboard's whole snapshot holds the note, and notes cross live again.
 - Redis refuses one worker's publishes while everyone stays subscribed (an ACL takes PUBLISH away from
-  it for a moment): the note published then reaches no other worker; the worker's next successful publish
-  tells the other worker's pages to resync.
+  it for a moment): the note published then reaches no other worker; once the worker can publish again,
+  the other worker's pages are told to resync, and notes cross again.
+- Redis goes silent (a relay between the workers and Redis stops passing anything, as a dropped network
+  would, with no refusal and no reset): notes are still acknowledged, well within the time a phone waits,
+  where each publish used to wait minutes for redis-py's timeouts and retries while holding every answer;
+  once Redis answers again, the other worker's pages resync and notes cross again. And the same on one
+  publishing client: it gives up after PUBLISH_TIMEOUT, then publishes nothing until a probe gets through.
 """
 from __future__ import annotations
 
+import json
+import select
 import shutil
 import signal
+import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -70,6 +79,66 @@ class PrivateRedis:
             self.proc.wait(10)
 
 
+class SilentRelay:
+    """A TCP relay to a Redis server that can go silent: while held it passes nothing either way, refuses
+    nothing and keeps every connection open (what a worker sees when the network to Redis drops its
+    packets). Released, it passes on what it held, as TCP does once the network is back."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.passing = threading.Event()
+        self.passing.set()
+        self.closed = False
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                near, _ = self.listener.accept()
+                far = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                continue
+            self.sockets += [near, far]
+            for source, sink in ((near, far), (far, near)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while not self.closed:
+                self.passing.wait()
+                ready, _, _ = select.select([source], [], [], 0.1)
+                if not ready or not self.passing.is_set():
+                    continue
+                data = source.recv(65536)
+                if not data:
+                    break
+                sink.sendall(data)
+        except (OSError, ValueError):      # closed, here or by the other direction's pump
+            pass
+        finally:
+            for sock in (source, sink):
+                sock.close()
+
+    def hold(self) -> None:
+        self.passing.clear()
+
+    def release(self) -> None:
+        self.passing.set()
+
+    def __enter__(self) -> SilentRelay:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.closed = True
+        self.passing.set()
+        self.listener.close()
+        for sock in self.sockets:
+            sock.close()
+
+
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     require_service("Redis", "127.0.0.1", 6379)     # where Redis runs, its server program is installed
@@ -89,6 +158,18 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 @pytest.fixture
 def two_workers(private_redis: PrivateRedis, postgres_url: str, tmp_path: Path) -> Iterator[list[KillableServer]]:
     with two_workers_on(f"redis://127.0.0.1:{private_redis.port}/0", postgres_url, tmp_path) as servers:
+        yield servers
+
+
+@pytest.fixture
+def relay(private_redis: PrivateRedis) -> Iterator[SilentRelay]:
+    with SilentRelay(private_redis.port) as silent:
+        yield silent
+
+
+@pytest.fixture
+def relayed_workers(relay: SilentRelay, postgres_url: str, tmp_path: Path) -> Iterator[list[KillableServer]]:
+    with two_workers_on(f"redis://127.0.0.1:{relay.port}/0", postgres_url, tmp_path) as servers:
         yield servers
 
 
@@ -126,6 +207,17 @@ class Room:
         assert answer["ok"] and not answer["duplicate"], answer
         return client_id
 
+    def crossing(self, text: str, failure: str) -> str:
+        """A note from the phone on worker 1 that must reach the dashboard on worker 2; its client id."""
+        client_id = self.write(text)
+        assert wait_until(lambda: self.on_wall(client_id)), failure
+        return client_id
+
+    def other_worker_resynced(self) -> bool:
+        """Whether the dashboard and the phone on worker 2 were told to resync (waits for it)."""
+        return wait_until(lambda: bool(self.dashboard.of("resync")) and bool(self.phones[1].of("resync")),
+                          RESYNC_WAIT)
+
     def on_wall(self, client_id: str) -> bool:
         return bool(self.dashboard.of("note_added", lambda d: d["note"]["client_id"] == client_id))
 
@@ -143,8 +235,7 @@ def test_after_redis_restarts_every_page_resyncs_and_the_wall_gets_what_was_writ
         two_workers: list[KillableServer], private_redis: PrivateRedis, postgres_url: str) -> None:
     room = Room(two_workers, postgres_url)
     try:
-        before = room.write("Clean water at the market")
-        assert wait_until(lambda: room.on_wall(before)), "a note did not cross while Redis ran"
+        before = room.crossing("Clean water at the market", "a note did not cross while Redis ran")
 
         private_redis.kill()
         during = room.write("A bench at the bus stop")        # stored and acknowledged all the same
@@ -158,8 +249,7 @@ def test_after_redis_restarts_every_page_resyncs_and_the_wall_gets_what_was_writ
         assert all(c.of("resync")[0] == {"reason": "message_queue"} for c in room.clients)
         assert {before, during} <= room.snapshot_notes()
 
-        after = room.write("Longer clinic hours")            # and the queue carries notes again
-        assert wait_until(lambda: room.on_wall(after)), "notes do not cross after Redis came back"
+        room.crossing("Longer clinic hours", "notes do not cross after Redis came back")
     finally:
         room.close()
 
@@ -175,12 +265,77 @@ def test_a_worker_whose_publish_was_lost_tells_the_other_workers_pages_to_resync
         finally:
             private_redis.command("ACL", "SETUSER", "default", "+publish")
         assert not room.on_wall(lost), "the note crossed although PUBLISH was refused: this test proves nothing"
-        assert not room.dashboard.of("resync")
 
-        after = room.write("Street lights on the hill")         # the worker's next publish gets through
-        assert wait_until(lambda: room.on_wall(after)), "the next note did not cross"
-        assert wait_until(lambda: bool(room.dashboard.of("resync")) and bool(room.phones[1].of("resync")))
+        assert room.other_worker_resynced(), "the other worker's pages were not told to resync"
         assert lost in room.snapshot_notes()
+        room.crossing("Street lights on the hill", "the worker's next note did not cross")
         assert not room.phones[0].of("resync"), "the worker that lost its publish heard its own events"
     finally:
         room.close()
+
+
+ACK_WITHIN = 5.0        # seconds: half of what a phone waits for an answer before it sends the note again
+
+
+def test_a_silent_message_queue_holds_up_no_answer_and_the_wall_catches_up_once_it_answers(
+        relayed_workers: list[KillableServer], relay: SilentRelay, postgres_url: str) -> None:
+    room = Room(relayed_workers, postgres_url)
+    try:
+        room.crossing("Clean water at the market", "a note did not cross while Redis answered")
+
+        relay.hold()
+        during = []
+        for text in ("A bench at the bus stop", "Shade at the playground", "Street lights on the hill"):
+            client_id = str(uuid.uuid4())
+            answer = room.phones[0].call("note_add", {"client_id": client_id, "text": text}, timeout=ACK_WITHIN)
+            assert answer["ok"], answer
+            during.append(client_id)
+        time.sleep(QUIET)
+        assert not any(room.on_wall(c) for c in during), "a note crossed a silent queue: this test proves nothing"
+
+        relay.release()
+        assert room.other_worker_resynced(), "the other worker's pages were not told to resync"
+        assert set(during) <= room.snapshot_notes()
+        room.crossing("Longer clinic hours", "notes do not cross after Redis answered again")
+    finally:
+        room.close()
+
+
+def test_a_publish_to_a_silent_queue_gives_up_and_the_next_ones_wait_for_a_probe(
+        relay: SilentRelay, private_redis: PrivateRedis) -> None:
+    import redis
+    import socketio
+
+    from cafe.web.fanout import METHOD, PUBLISH_TIMEOUT, FanoutRedisManager
+
+    channel = f"cafe-test-{uuid.uuid4().hex}"
+    manager = FanoutRedisManager(f"redis://127.0.0.1:{relay.port}/0", channel=channel, write_only=True)
+    socketio.Server(async_mode="threading", client_manager=manager)
+    listener = redis.Redis(host="127.0.0.1", port=private_redis.port).pubsub(ignore_subscribe_messages=True)
+    listener.subscribe(channel)
+    heard: list[dict[str, Any]] = []
+
+    def hear() -> bool:
+        message = listener.get_message(timeout=0.05)
+        if message is not None:
+            heard.append(json.loads(message["data"]))
+        return False
+
+    try:
+        assert manager._publish({"n": 1}) == 1
+        relay.hold()
+        began = time.monotonic()
+        assert manager._publish({"n": 2}) is None                 # lost, after one timeout
+        assert time.monotonic() - began < PUBLISH_TIMEOUT + 1.0
+        began = time.monotonic()
+        assert manager._publish({"n": 3}) is None                 # not tried: the queue is known to be silent
+        assert time.monotonic() - began < PUBLISH_TIMEOUT
+        relay.release()
+        wait_until(lambda: hear() or any(m.get("resync") for m in heard), RESYNC_WAIT)
+        resync = [m for m in heard if m.get("resync")]
+        assert resync == [{"method": METHOD, "host_id": manager.host_id, "resync": True}]
+        assert manager._publish({"n": 4}) == 1                     # publishing again
+        wait_until(lambda: hear() or {"n": 4} in heard, 5)
+        assert {"n": 1} in heard and {"n": 4} in heard and {"n": 3} not in heard
+    finally:
+        listener.close()
