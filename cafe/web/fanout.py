@@ -297,22 +297,27 @@ class FanoutRedisManager(socketio.RedisManager):  # type: ignore[misc]
             self.server.start_background_task(self._probe)
         return None
 
-    def _probe(self) -> None:
-        """Try to publish ``resync`` (for the other workers' pages) after 0.5, 1, 2, 4, then every 5 s; once
-        it gets through, this worker publishes again."""
-        wait = PROBE_FIRST
-        while True:
-            self.server.sleep(wait)
-            try:
-                self._send(self.json.dumps({"method": METHOD, "host_id": self.host_id, "resync": True}))
-            except Exception as exc:
-                self.connected = False
-                log.debug("the message queue still takes no publish: %s", exc)
-                wait = min(wait * 2, LISTEN_RETRY_MAX)
-                continue
+    def _publish_again(self) -> bool:
+        """Publish ``resync`` for the other workers' pages; once that gets through, publish again."""
+        try:
+            self._send(self.json.dumps({"method": METHOD, "host_id": self.host_id, "resync": True}))
+        except Exception as exc:
+            self.connected = False
+            log.debug("the message queue still takes no publish: %s", exc)
+            return False
+        if self._paused:
             self._paused = False
             log.warning("the message queue takes this worker's publishes again: the other workers' pages resync")
-            return
+        return True
+
+    def _probe(self) -> None:
+        """While publishing is paused, try again after 0.5, 1, 2, 4, then every 5 s (the listener also tries
+        as soon as it listens again: what is published before that try is lost, and needs a resync)."""
+        wait = PROBE_FIRST
+        while self._paused:
+            self.server.sleep(wait)
+            if self._paused and not self._publish_again():
+                wait = min(wait * 2, LISTEN_RETRY_MAX)
 
     def _redis_listen_with_retries(self) -> Iterator[Any]:
         """python-socketio's listening loop (connect, subscribe, listen; after an error wait and start again),
@@ -330,6 +335,8 @@ class FanoutRedisManager(socketio.RedisManager):  # type: ignore[misc]
                 if lost:
                     lost = False
                     resync_locally(self)
+                if self._paused:       # Redis answers again: publish now, not at the probe's next try
+                    self._publish_again()
                 yield from self.pubsub.listen()
             except Exception as exc:
                 lost = True

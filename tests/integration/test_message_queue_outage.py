@@ -14,7 +14,8 @@ started again without touching the machine's Redis. A dashboard is on worker 2, 
   would, with no refusal and no reset): notes are still acknowledged, well within the time a phone waits,
   where each publish used to wait minutes for redis-py's timeouts and retries while holding every answer;
   once Redis answers again, the other worker's pages resync and notes cross again. And the same on one
-  publishing client: it gives up after PUBLISH_TIMEOUT, then publishes nothing until a probe gets through.
+  publishing client: it gives up after PUBLISH_TIMEOUT, then publishes nothing until a probe gets through,
+  or until its listener is subscribed again, whichever comes first.
 """
 from __future__ import annotations
 
@@ -339,3 +340,31 @@ def test_a_publish_to_a_silent_queue_gives_up_and_the_next_ones_wait_for_a_probe
         assert {"n": 1} in heard and {"n": 4} in heard and {"n": 3} not in heard
     finally:
         listener.close()
+
+
+def test_once_the_listener_is_subscribed_again_a_paused_worker_publishes_at_once(
+        relay: SilentRelay, private_redis: PrivateRedis, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socketio
+
+    from cafe.web import fanout
+
+    monkeypatch.setattr(fanout, "PROBE_FIRST", 60.0)         # the probe would try again only in a minute
+    channel = f"cafe-test-{uuid.uuid4().hex}"
+    manager = fanout.FanoutRedisManager(f"redis://127.0.0.1:{relay.port}/0", channel=channel, write_only=True)
+    socketio.Server(async_mode="threading", client_manager=manager)
+    relay.hold()
+    assert manager._publish({"n": 1}) is None and manager._paused
+    relay.release()
+    time.sleep(0.5)                     # what the relay held reaches Redis while nobody listens
+    listening = manager._redis_listen_with_retries()         # the listener's loop, driven here
+    heard: list[Any] = []
+    reader = threading.Thread(target=lambda: heard.append(next(listening)), daemon=True)
+    reader.start()
+    reader.join(10)
+    try:
+        assert heard, "the listener subscribed again but the worker still waits for its probe to publish"
+        assert json.loads(heard[0]["data"]) == {"method": fanout.METHOD, "host_id": manager.host_id, "resync": True}
+        assert not manager._paused
+        assert manager._publish({"n": 2}) == 1
+    finally:
+        manager.pubsub.close()
