@@ -18,6 +18,7 @@ publishing (its events reach its own pages only) until a probe in the background
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
@@ -36,8 +37,8 @@ METHOD = "cafe_fanout"
 _MARKER = METHOD.encode()
 RESYNC = "resync"           # the event that tells a page to ask for a whole snapshot (docs/protocol.md)
 LISTEN_RETRY_MAX = 5.0      # seconds between attempts to listen or publish again (python-socketio's own: up to 60)
-PUBLISH_TIMEOUT = 1.0       # seconds a publish, or the connection it needs, may take; redis-py's default is 5 s,
-                            # tried 11 times, and python-socketio tries that twice: minutes for one publish
+PUBLISH_TIMEOUT = 1.0       # seconds a publish, or the connection it needs, may take (redis-py 8's default: 5 s,
+                            # and python-socketio tried twice: 10 s for one publish to a silent Redis, measured)
 LISTEN_CONNECT_TIMEOUT = 2.0
 PROBE_FIRST = 0.5           # seconds from a failed publish to the first attempt to publish again
 # A connection to a Redis that has gone silent (a dropped network, a frozen host) is closed by the kernel:
@@ -247,7 +248,7 @@ class FanoutRedisManager(socketio.RedisManager):  # type: ignore[misc]
     client each: the publishing one gives up after ``PUBLISH_TIMEOUT``, the listening one waits for
     messages as long as it takes; neither retries by itself (the loops here decide when to try again)."""
 
-    _paused = False      # a publish failed: publishes are skipped until the probe gets one through
+    _paused = False      # a publish failed: publishes are skipped until one of ours gets through
 
     def _client(self, **options: Any) -> Any:
         """A Redis client for the queue's URL, with ``options`` and ours (the URL's and the deployment's
@@ -265,7 +266,10 @@ class FanoutRedisManager(socketio.RedisManager):  # type: ignore[misc]
         return module.Redis.from_url(self.redis_url, **kwargs)
 
     def _redis_connect(self) -> None:
-        """The publishing client (python-socketio's own connects both sides through this)."""
+        """A new publishing client, in place of the one that failed (the listener makes its own)."""
+        if self.redis is not None:
+            with contextlib.suppress(Exception):
+                self.redis.close()
         self.redis = self._client(socket_timeout=PUBLISH_TIMEOUT, socket_connect_timeout=PUBLISH_TIMEOUT)
         self.connected = True
 
@@ -342,10 +346,8 @@ class FanoutRedisManager(socketio.RedisManager):  # type: ignore[misc]
                 lost = True
                 self._get_logger().error(f"Cannot receive from redis... retrying in {retry_sleep:g} secs",
                                          extra={"redis_exception": str(exc)})
-                try:
+                with contextlib.suppress(Exception):     # None if the first connection failed
                     self.pubsub.close()
-                except Exception:
-                    pass
                 time.sleep(retry_sleep)
                 retry_sleep = min(retry_sleep * 2, LISTEN_RETRY_MAX)
 
