@@ -28,7 +28,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -302,25 +302,35 @@ def test_a_silent_message_queue_holds_up_no_answer_and_the_wall_catches_up_once_
         room.close()
 
 
+def _publisher_through(relay: SilentRelay) -> Any:
+    """One worker's publishing side (no listener), on a channel of its own, reaching Redis through ``relay``."""
+    import socketio
+
+    from cafe.web.fanout import FanoutRedisManager
+
+    manager = FanoutRedisManager(f"redis://127.0.0.1:{relay.port}/0", channel=f"cafe-test-{uuid.uuid4().hex}",
+                                 write_only=True)
+    socketio.Server(async_mode="threading", client_manager=manager)
+    return manager
+
+
 def test_a_publish_to_a_silent_queue_gives_up_and_the_next_ones_wait_for_a_probe(
         relay: SilentRelay, private_redis: PrivateRedis) -> None:
     import redis
-    import socketio
 
-    from cafe.web.fanout import METHOD, PUBLISH_TIMEOUT, FanoutRedisManager
+    from cafe.web.fanout import METHOD, PUBLISH_TIMEOUT
 
-    channel = f"cafe-test-{uuid.uuid4().hex}"
-    manager = FanoutRedisManager(f"redis://127.0.0.1:{relay.port}/0", channel=channel, write_only=True)
-    socketio.Server(async_mode="threading", client_manager=manager)
+    manager = _publisher_through(relay)
     listener = redis.Redis(host="127.0.0.1", port=private_redis.port).pubsub(ignore_subscribe_messages=True)
-    listener.subscribe(channel)
+    listener.subscribe(manager.channel)
     heard: list[dict[str, Any]] = []
 
-    def hear() -> bool:
-        message = listener.get_message(timeout=0.05)
-        if message is not None:
-            heard.append(json.loads(message["data"]))
-        return False
+    def hear_until(done: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not done() and time.monotonic() < deadline:
+            message = listener.get_message(timeout=0.05)
+            if message is not None:
+                heard.append(json.loads(message["data"]))
 
     try:
         assert manager._publish({"n": 1}) == 1
@@ -332,11 +342,12 @@ def test_a_publish_to_a_silent_queue_gives_up_and_the_next_ones_wait_for_a_probe
         assert manager._publish({"n": 3}) is None                 # not tried: the queue is known to be silent
         assert time.monotonic() - began < PUBLISH_TIMEOUT
         relay.release()
-        wait_until(lambda: hear() or any(m.get("resync") for m in heard), RESYNC_WAIT)
+        hear_until(lambda: any(m.get("resync") for m in heard), RESYNC_WAIT)
         resync = [m for m in heard if m.get("resync")]
         assert resync == [{"method": METHOD, "host_id": manager.host_id, "resync": True}]
+        assert wait_until(lambda: not manager._paused, 5)          # the probe returns just after Redis took it
         assert manager._publish({"n": 4}) == 1                     # publishing again
-        wait_until(lambda: hear() or {"n": 4} in heard, 5)
+        hear_until(lambda: {"n": 4} in heard, 5)
         assert {"n": 1} in heard and {"n": 4} in heard and {"n": 3} not in heard
     finally:
         listener.close()
@@ -344,14 +355,10 @@ def test_a_publish_to_a_silent_queue_gives_up_and_the_next_ones_wait_for_a_probe
 
 def test_once_the_listener_is_subscribed_again_a_paused_worker_publishes_at_once(
         relay: SilentRelay, private_redis: PrivateRedis, monkeypatch: pytest.MonkeyPatch) -> None:
-    import socketio
-
     from cafe.web import fanout
 
     monkeypatch.setattr(fanout, "PROBE_FIRST", 60.0)         # the probe would try again only in a minute
-    channel = f"cafe-test-{uuid.uuid4().hex}"
-    manager = fanout.FanoutRedisManager(f"redis://127.0.0.1:{relay.port}/0", channel=channel, write_only=True)
-    socketio.Server(async_mode="threading", client_manager=manager)
+    manager = _publisher_through(relay)
     relay.hold()
     assert manager._publish({"n": 1}) is None and manager._paused
     relay.release()
