@@ -273,41 +273,76 @@ class FanoutRedisManager(socketio.RedisManager):  # type: ignore[misc]
         self.redis = self._client(socket_timeout=PUBLISH_TIMEOUT, socket_connect_timeout=PUBLISH_TIMEOUT)
         self.connected = True
 
-    def _send(self, message: str) -> Any:
+    def _send(self, message: str) -> tuple[Any, Any]:
+        """Send the PUBLISH on a connection of the publishing client; return (its pool, the connection), the
+        answer not yet read (see :meth:`_answer`)."""
         if not self.connected:
             self._redis_connect()
-        return self.redis.publish(self.channel, message)
+        pool = self.redis.connection_pool
+        connection = pool.get_connection()
+        try:
+            connection.send_command("PUBLISH", self.channel, message)
+        except BaseException:
+            pool.release(connection)        # redis-py has closed its socket already
+            raise
+        return pool, connection
 
-    def _publish(self, data: Any) -> Any:
-        """Publish, trying a fresh connection once if the one held failed at once (Redis restarted since).
-        A timeout is not tried again. After a failure nothing is published (the event reaches this worker's
-        pages only) until :meth:`_probe` gets a publish through; then the other workers' pages resync."""
-        if self._paused:
-            return None
-        message = self.json.dumps(data)
+    def _sent(self, message: str) -> tuple[Any, Exception | None]:
+        """(what :meth:`_send` returned, None), or (None, why it could not be sent). A send that
+        failed at once (a connection that died when Redis restarted) is tried once more on a fresh connection;
+        a timeout is not."""
         error: Exception | None = None
         for _attempt in (1, 2):
             try:
-                return self._send(message)
+                return self._send(message), None
             except Exception as exc:
                 self.connected = False
                 error = exc
                 if _timed_out(exc):
                     break
-        if not self._paused:
+        return None, error
+
+    def _answer(self, sent: tuple[Any, Any]) -> tuple[Any, Exception | None]:
+        """(Redis's answer to the PUBLISH that :meth:`_send` sent: how many listened, None), or (None, the
+        error); the connection goes back to its pool either way."""
+        pool, connection = sent
+        try:
+            return connection.read_response(), None
+        except Exception as exc:
+            self.connected = False
+            return None, exc
+        finally:
+            pool.release(connection)
+
+    def _publish(self, data: Any, meanwhile: Callable[[], None] | None = None) -> Any:
+        """Publish; ``meanwhile`` (the batch applied to this worker's own pages) runs once, after the message
+        is sent and before Redis's answer is read, so that neither those pages nor the writer wait for Redis.
+
+        After a failure nothing is published (the event reaches this worker's pages only) until :meth:`_probe`
+        gets a publish through; then the other workers' pages resync. A message whose answer did not come may
+        have been published: it is not sent again."""
+        sent, error = (None, None) if self._paused else self._sent(self.json.dumps(data))
+        answer = None
+        try:
+            if meanwhile is not None:
+                meanwhile()
+        finally:
+            if sent is not None:
+                answer, error = self._answer(sent)
+        if error is not None and not self._paused:
             self._paused = True
             log.warning("cannot publish to the message queue (%s: %s): this worker's events reach its own pages "
                         "only, until a publish gets through again", type(error).__name__, error)
             self.server.start_background_task(self._probe)
-        return None
+        return answer
 
     def _publish_again(self) -> bool:
         """Publish ``resync`` for the other workers' pages; once that gets through, publish again."""
-        try:
-            self._send(self.json.dumps({"method": METHOD, "host_id": self.host_id, "resync": True}))
-        except Exception as exc:
-            self.connected = False
-            log.debug("the message queue still takes no publish: %s", exc)
+        sent, error = self._sent(self.json.dumps({"method": METHOD, "host_id": self.host_id, "resync": True}))
+        if sent is not None:
+            _listened, error = self._answer(sent)
+        if error is not None:
+            log.debug("the message queue still takes no publish: %s", error)
             return False
         if self._paused:
             self._paused = False
@@ -352,13 +387,14 @@ class FanoutRedisManager(socketio.RedisManager):  # type: ignore[misc]
                 retry_sleep = min(retry_sleep * 2, LISTEN_RETRY_MAX)
 
     def fanout(self, moves: Sequence[Move], emits: Sequence[Emit], disconnects: Sequence[str]) -> None:
-        # Published first, so the other workers apply it while this one applies it to its own connections.
-        # A connection lives in one worker: the moves and disconnects of this one's are not sent.
+        # Sent first, so the other workers apply it while this one applies it to its own connections (and
+        # Redis answers meanwhile). A connection lives in one worker: the moves and disconnects of this
+        # one's are not sent.
         shared, packed = pack_emits(emits)
         self._publish({"method": METHOD, "host_id": self.host_id,
                        "moves": [list(m) for m in moves if not holds(self, m[0])], "shared": shared,
-                       "emits": packed, "disconnects": [sid for sid in disconnects if not holds(self, sid)]})
-        apply_locally(self, moves, emits, disconnects)
+                       "emits": packed, "disconnects": [sid for sid in disconnects if not holds(self, sid)]},
+                      meanwhile=lambda: apply_locally(self, moves, emits, disconnects))
 
     def _listen(self) -> Any:
         # The library's listener ignores methods it does not know, so ours are taken out of the stream

@@ -12,10 +12,11 @@ started again without touching the machine's Redis. A dashboard is on worker 2, 
   the other worker's pages are told to resync, and notes cross again.
 - Redis goes silent (a relay between the workers and Redis stops passing anything, as a dropped network
   would, with no refusal and no reset): notes are still acknowledged, well within the time a phone waits,
-  where each publish used to wait minutes for redis-py's timeouts and retries while holding every answer;
+  where each publish used to wait 10 s for redis-py's timeouts and retries while holding every answer;
   once Redis answers again, the other worker's pages resync and notes cross again. And the same on one
   publishing client: it gives up after PUBLISH_TIMEOUT, then publishes nothing until a probe gets through,
-  or until its listener is subscribed again, whichever comes first.
+  or until its listener is subscribed again, whichever comes first; its own pages get each batch without
+  waiting for Redis's answer.
 """
 from __future__ import annotations
 
@@ -351,6 +352,32 @@ def test_a_publish_to_a_silent_queue_gives_up_and_the_next_ones_wait_for_a_probe
         assert {"n": 1} in heard and {"n": 4} in heard and {"n": 3} not in heard
     finally:
         listener.close()
+
+
+def test_a_workers_own_pages_get_a_batch_without_waiting_for_the_queues_answer(relay: SilentRelay) -> None:
+    """The batch is applied to this worker's own pages while Redis answers the PUBLISH: at once, even when
+    the answer never comes (before, they waited for it, PUBLISH_TIMEOUT when Redis was silent)."""
+    from cafe.web.fanout import PUBLISH_TIMEOUT
+
+    manager = _publisher_through(relay)
+    sent: list[float] = []
+    manager.server._send_eio_packet = lambda eio_sid, pkt: sent.append(time.monotonic())
+    manager.enter_room(manager.connect("eio-wall", "/"), "/", "wall")
+    note = [("note_added", {"note": {"text": "Longer clinic hours"}}, "wall")]
+
+    manager.fanout([], note, [])
+    assert len(sent) == 1 and not manager._paused
+    relay.hold()
+    began = time.monotonic()
+    manager.fanout([], note, [])
+    ended = time.monotonic()
+    assert manager._paused, "the publish to a silent queue did not fail: this test proves nothing"
+    assert ended - began >= PUBLISH_TIMEOUT * 0.9
+    assert len(sent) == 2 and sent[1] - began < PUBLISH_TIMEOUT / 2, "this worker's page waited for Redis"
+    manager.fanout([], note, [])                                 # paused: applied here, not sent
+    assert len(sent) == 3
+    relay.release()
+    assert wait_until(lambda: not manager._paused, 5)             # the probe got through: nothing left running
 
 
 def test_once_the_listener_is_subscribed_again_a_paused_worker_publishes_at_once(

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from typing import Callable
 
 import socketio
 from socketio.manager import Manager
@@ -72,7 +73,12 @@ def test_the_message_between_workers_leaves_out_this_workers_own_connections(mon
     manager.set_server(server)
     here = manager.connect("eio-here", "/")
     published: list = []
-    monkeypatch.setattr(manager, "_publish", published.append)
+
+    def publish(data: dict, meanwhile: Callable[[], None]) -> None:
+        published.append(data)
+        meanwhile()
+
+    monkeypatch.setattr(manager, "_publish", publish)
     manager.fanout([(here, [], ["t1"]), ("elsewhere", [], ["t1"])], [("seat_assigned", {"table": 1}, "t1")],
                    ["gone-elsewhere"])
     assert published[0]["moves"] == [["elsewhere", [], ["t1"]]]
