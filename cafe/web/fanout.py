@@ -329,12 +329,16 @@ class FanoutRedisManager(socketio.RedisManager):  # type: ignore[misc]
         finally:
             if sent is not None:
                 answer, error = self._answer(sent)
-        if error is not None and not self._paused:
+            if error is not None:
+                self._pause(error)
+        return answer
+
+    def _pause(self, error: Exception) -> None:
+        if not self._paused:
             self._paused = True
             log.warning("cannot publish to the message queue (%s: %s): this worker's events reach its own pages "
                         "only, until a publish gets through again", type(error).__name__, error)
             self.server.start_background_task(self._probe)
-        return answer
 
     def _publish_again(self) -> bool:
         """Publish ``resync`` for the other workers' pages; once that gets through, publish again."""

@@ -377,7 +377,17 @@ def test_a_workers_own_pages_get_a_batch_without_waiting_for_the_queues_answer(r
     manager.fanout([], note, [])                                 # paused: applied here, not sent
     assert len(sent) == 3
     relay.release()
-    assert wait_until(lambda: not manager._paused, 5)             # the probe got through: nothing left running
+    assert wait_until(lambda: not manager._paused, 5)             # the probe got through
+
+    def broken() -> None:
+        raise RuntimeError("applying the batch here failed")
+
+    relay.hold()                    # a publish whose local part fails is still answered for, or paused
+    with pytest.raises(RuntimeError):
+        manager._publish({"n": 1}, meanwhile=broken)
+    assert manager._paused
+    relay.release()
+    assert wait_until(lambda: not manager._paused, 5)             # nothing left running
 
 
 def test_once_the_listener_is_subscribed_again_a_paused_worker_publishes_at_once(
