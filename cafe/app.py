@@ -165,7 +165,8 @@ def create_app(config: Any = None) -> Flask:
     app.extensions["cafe.committer"] = GroupCommitter(app, socketio, publisher,
                                                       window=app.config["NOTE_BATCH_WINDOW"],
                                                       max_batch=app.config["NOTE_BATCH_MAX"],
-                                                      blocking_wait=app.config["NOTE_WRITER_BLOCKING_WAIT_MS"] / 1000)
+                                                      blocking_wait=app.config["NOTE_WRITER_BLOCKING_WAIT_MS"] / 1000,
+                                                      stats_path=app.config["NOTE_WRITER_STATS"])
     app.extensions.setdefault("cafe.cpu_runner", None)
 
     from .web import api, pages

@@ -58,6 +58,9 @@ class Config:
         # PostgreSQL: how long the note writer waits for each answer before yielding to the event loop
         # (see cafe.services.pgwait); 0, the default: it yields at once.
         self.NOTE_WRITER_BLOCKING_WAIT_MS = float(os.environ.get("NOTE_WRITER_BLOCKING_WAIT_MS", "0"))
+        # For the load benchmark: where the note writer saves the time each operation spent in it (see
+        # cafe.services.batching._StageTimes); unset, nothing is recorded.
+        self.NOTE_WRITER_STATS = os.environ.get("NOTE_WRITER_STATS") or None
         self.SEATING_TIME_LIMIT = float(os.environ.get("SEATING_TIME_LIMIT", "0.2"))
         # Joins a process runs at once; the rest wait their turn (see
         # cafe.web.context.join_slot). Unbounded, a crowd scanning the QR code together on PostgreSQL left a

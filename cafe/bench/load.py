@@ -16,7 +16,9 @@ changes, each judged); at the end every phone drops and comes back with its rejo
 against :mod:`cafe.bench.bare_server` (no database, plain room broadcasts) and prints one JSON object:
 phones connected and the time it took, notes acknowledged / seen on the dashboard / lost / duplicated,
 note→dashboard latency (from the phone sending ``note_add`` to the dashboard receiving ``note_added``;
-with several workers also apart for notes written on the dashboard's worker and on the others), how
+with several workers also apart for notes written on the dashboard's worker and on the others; for the app,
+``notes.writer`` also says where each note's time went in each worker's note writer: waiting for the
+batch before, in the database, publishing), how
 long a round change takes to reach every phone (``round_start`` sent → the last ``seat_assigned``), the
 servers' CPU and memory, memory per connected phone, and the app's latency as a ratio of the bare
 server's.
@@ -512,6 +514,7 @@ class Servers:
             # (or a deployment on the same Redis) never deliver each other's events.
             self.env["SOCKETIO_CHANNEL"] = f"cafe-bench-{kind}-{uuid.uuid4().hex}"
         if kind == "app":
+            self.env["NOTE_WRITER_STATS"] = str(tmp / "writer")     # see writer_stages
             if database == "postgres":
                 self.schema = f"bench_{uuid.uuid4().hex[:12]}"
                 sep = "&" if "?" in POSTGRES_URL else "?"
@@ -630,6 +633,22 @@ def latency_by_route(acked: list[dict[str, Any]], seen: dict[str, list[float]], 
             route = "same_worker" if r.get("port") == dashboard_port else "other_worker"
             routes[route].append((seen[r["client_id"]][0] - r["sent"]) * 1000)
     return {route: _stats_ms(values) for route, values in routes.items()}
+
+
+def writer_stages(tmp: Path, since: float, until: float) -> list[dict[str, Any]]:
+    """Where the notes' time went in the app's note writer, by worker, from what each recorded
+    (``NOTE_WRITER_STATS``, see ``cafe.services.batching``): for the operations whose batch began between
+    ``since`` and ``until``, ms spent waiting for the writer (the batch before still in flight), in the database
+    (statements and commit) and publishing (the events out, before the sender is answered)."""
+    workers = []
+    for path in sorted(tmp.glob("writer.*.jsonl")):
+        rows = [row for row in map(json.loads, path.read_text(encoding="utf-8").splitlines())
+                if since <= row[0] <= until]
+        if rows:
+            workers.append({"operations": len(rows), "batches": len({row[0] for row in rows}),
+                            **{name: _stats_ms([row[i] * 1000 for row in rows])
+                               for i, name in ((2, "queue_ms"), (3, "database_ms"), (4, "publish_ms"))}})
+    return workers
 
 
 def _summed(counters: Iterable[dict[str, int]]) -> dict[str, int]:
@@ -814,6 +833,7 @@ async def run_one(kind: str, args: argparse.Namespace, server: str) -> dict[str,
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and any(r["client_id"] not in dash.seen for r in acked):
             await asyncio.sleep(0.1)
+        notes_over = time.time()
         by_error: dict[str, int] = {}
         for r in records:
             if not r["ok"]:
@@ -878,6 +898,8 @@ async def run_one(kind: str, args: argparse.Namespace, server: str) -> dict[str,
         result["phones"]["still_connected_at_end"] = sum(s["open"] for s in status)
         result["phones"]["events_received"] = _summed(s["received"] for s in status)
         result["dashboard_events"] = dash.events
+        if kind == "app":
+            result["notes"]["writer"] = writer_stages(tmp, start_at, notes_over)
     except Exception as exc:
         result["error"] = f"{type(exc).__name__}: {exc}"
         result["server_log_tail"] = servers.log_tail(1500)

@@ -21,7 +21,9 @@ see ``cafe.services.pgwait``).
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -63,16 +65,44 @@ def _autocommit(connection: Any) -> Iterator[None]:
 class _Pending:
     op: Operation
     done: Any                       # an Event of the server's async mode
+    queued_at: float = 0.0          # time.perf_counter() when submitted
     result: Any = None
     error: ServiceError | None = None
     outbox: Outbox = field(default_factory=Outbox)
+
+
+class _StageTimes:
+    """Where each operation's time in the writer went, for the load benchmark (``NOTE_WRITER_STATS``): per
+    operation, when its batch began (wall clock), the batch's size, and seconds spent waiting for the writer
+    (the batch before still in flight), in the database (statements, commit, reads after it) and publishing
+    (events out) before its sender was answered. Appended to ``<path>.<pid>.jsonl``, one JSON list per
+    operation, when the writer is idle and at most every 2 s while it is busy."""
+
+    def __init__(self, path: str) -> None:
+        self.path = f"{path}.{os.getpid()}.jsonl"
+        self.rows: list[tuple[float, int, float, float, float]] = []
+        self.saved_at = time.monotonic()
+
+    def add(self, batch: list[_Pending], began: float, committed: float, published: float) -> None:
+        at = time.time() - (time.perf_counter() - began)
+        self.rows.extend((at, len(batch), began - p.queued_at, committed - began, published - committed)
+                         for p in batch)
+        if time.monotonic() - self.saved_at > 2.0:
+            self.save()
+
+    def save(self) -> None:
+        self.saved_at = time.monotonic()
+        if self.rows:
+            rows, self.rows = self.rows, []
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.writelines(json.dumps(row) + "\n" for row in rows)
 
 
 class GroupCommitter:
     """One writer task per process. ``submit`` blocks the calling task (not the loop) until committed."""
 
     def __init__(self, app: Any, socketio: Any, publisher: Publisher, *, window: float, max_batch: int,
-                 blocking_wait: float = 0.0) -> None:
+                 blocking_wait: float = 0.0, stats_path: str | None = None) -> None:
         self.app = app
         self.blocking_wait = blocking_wait   # see cafe.services.pgwait
         self.socketio = socketio
@@ -88,13 +118,14 @@ class GroupCommitter:
         self.operations = 0
         self._connection: Any = None    # the writer's own database connection, kept between batches
         self._last_used = 0.0
+        self.stats = _StageTimes(stats_path) if stats_path else None
 
     # -- the writers' side ------------------------------------------------------------------------
     def submit(self, op: Operation, timeout: float = 30.0) -> Any:
         if self._stopping:          # nothing would ever take it
             raise ServiceError("storage_unavailable", "Could not save; your phone will try again.", 503)
         self._ensure_started()
-        pending = _Pending(op=op, done=self.socketio.server.eio.create_event())
+        pending = _Pending(op=op, done=self.socketio.server.eio.create_event(), queued_at=time.perf_counter())
         self._queue.put(pending)
         if not pending.done.wait(timeout):
             raise ServiceError("timeout", "The server is busy; your phone will try again.", 503)
@@ -175,6 +206,8 @@ class GroupCommitter:
             self._serve()
         finally:
             self._release()
+            if self.stats is not None:
+                self.stats.save()
             self._stopped.set()
 
     def _serve(self) -> None:
@@ -184,6 +217,8 @@ class GroupCommitter:
             except self._empty:
                 if self._connection is not None and self._idle():
                     self._release()
+                if self.stats is not None:
+                    self.stats.save()
                 continue
             if first is None:                       # stop() woke us up
                 continue
@@ -290,6 +325,7 @@ class GroupCommitter:
         derived = Outbox()
         self.batches += 1
         self.operations += len(batch)
+        began = time.perf_counter()
         with self.app.app_context():
             connection = self._connect(db.engine)
             done: list[_Pending] = []
@@ -303,6 +339,7 @@ class GroupCommitter:
             if rest:
                 derived = self._transaction(Session(bind=connection), rest)
             derived.extend(self._read_after_commit(connection, done + rest))
+        committed = time.perf_counter()
         # The batch's events go out together (across workers: one message): first those written outside the
         # transaction, which committed first, then the transaction's in operation order, then the derived
         # ones, so that versions rise; senders are answered after that.
@@ -315,6 +352,8 @@ class GroupCommitter:
             combined.publish(self.publisher)
         except Exception:  # pragma: no cover
             log.exception("publishing after commit failed")
+        if self.stats is not None:
+            self.stats.add(batch, began, committed, time.perf_counter())
         for pending in batch:
             pending.done.set()
 

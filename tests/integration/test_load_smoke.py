@@ -51,6 +51,12 @@ def test_load_benchmark_smoke(tmp_path: Path) -> None:
     assert storm["all_gone_on_dashboard_s"] is not None and storm["all_back_on_dashboard_s"] is not None, storm
     assert run["targets"]["none_lost"]["met"] and run["targets"]["none_duplicated"]["met"]
     assert set(run["app_to_bare_ratio"]) >= {"p50", "p95", "p99"}
+    # the app's note writer said where each note's time went: every acknowledged note, in one worker
+    [writer] = run["app"]["notes"]["writer"]
+    assert writer["operations"] == run["app"]["notes"]["acknowledged"] and 1 <= writer["batches"] <= writer["operations"]
+    for stage in ("queue_ms", "database_ms", "publish_ms"):
+        assert writer[stage]["n"] == writer["operations"] and 0 <= writer[stage]["p50"] <= writer[stage]["max"] < 15_000
+    assert "writer" not in run["bare"]["notes"]
 
 
 def test_load_benchmark_via_gunicorn_in_alternating_pairs(tmp_path: Path) -> None:
