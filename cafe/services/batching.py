@@ -76,25 +76,26 @@ class _StageTimes:
     operation, when its batch began (wall clock), the batch's size, and seconds spent waiting for the writer
     (the batch before still in flight), in the database (statements, commit, reads after it) and publishing
     (events out) before its sender was answered. Appended to ``<path>.<pid>.jsonl``, one JSON list per
-    operation, when the writer is idle and at most every 2 s while it is busy."""
+    operation, once the writer has been idle for a moment (or holds ``SAVE_AT`` of them, or stops), so that
+    writing the file does not hold up the notes being measured."""
+
+    SAVE_AT = 100_000
 
     def __init__(self, path: str) -> None:
-        self.path = f"{path}.{os.getpid()}.jsonl"
+        self.path = path
         self.rows: list[tuple[float, int, float, float, float]] = []
-        self.saved_at = time.monotonic()
 
     def add(self, batch: list[_Pending], began: float, committed: float, published: float) -> None:
         at = time.time() - (time.perf_counter() - began)
         self.rows.extend((at, len(batch), began - p.queued_at, committed - began, published - committed)
                          for p in batch)
-        if time.monotonic() - self.saved_at > 2.0:
+        if len(self.rows) >= self.SAVE_AT:
             self.save()
 
     def save(self) -> None:
-        self.saved_at = time.monotonic()
         if self.rows:
             rows, self.rows = self.rows, []
-            with open(self.path, "a", encoding="utf-8") as fh:
+            with open(f"{self.path}.{os.getpid()}.jsonl", "a", encoding="utf-8") as fh:   # this worker's pid
                 fh.writelines(json.dumps(row) + "\n" for row in rows)
 
 
