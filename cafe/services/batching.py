@@ -65,7 +65,7 @@ def _autocommit(connection: Any) -> Iterator[None]:
 class _Pending:
     op: Operation
     done: Any                       # an Event of the server's async mode
-    queued_at: float = 0.0          # time.perf_counter() when submitted
+    queued_at: float = field(default_factory=time.perf_counter)     # when submitted
     result: Any = None
     error: ServiceError | None = None
     outbox: Outbox = field(default_factory=Outbox)
@@ -126,7 +126,7 @@ class GroupCommitter:
         if self._stopping:          # nothing would ever take it
             raise ServiceError("storage_unavailable", "Could not save; your phone will try again.", 503)
         self._ensure_started()
-        pending = _Pending(op=op, done=self.socketio.server.eio.create_event(), queued_at=time.perf_counter())
+        pending = _Pending(op=op, done=self.socketio.server.eio.create_event())
         self._queue.put(pending)
         if not pending.done.wait(timeout):
             raise ServiceError("timeout", "The server is busy; your phone will try again.", 503)
