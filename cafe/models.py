@@ -109,7 +109,7 @@ class Seat(db.Model):
 
     __tablename__ = "seat"
     # The unique index leads with cafe_id, so it serves every look-up by café (and the cascade from it): no
-    # index of cafe_id alone (dropped in 0005; it only slowed each round's 2,000-seat COPY, 29.4 -> 27.8 ms).
+    # index of cafe_id alone (dropped in 0005; it only slowed the write of each round's 2,000 seats, 29.4 -> 27.8 ms).
     __table_args__ = (UniqueConstraint("cafe_id", "round", "participant_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -7,7 +7,7 @@ tests hand in a :class:`RecordingPublisher`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 
 def cafe_room(cafe_id: int) -> str:
@@ -79,6 +79,17 @@ class Outbox:
         if self.moves or self.emits or self.disconnects:
             publisher.publish_many(self.moves, self.emits, self.disconnects)
 
+    def prepared(self, publisher: Publisher) -> Callable[[], None]:
+        """These events made ready to go, and published when the returned function is called (after the
+        commit: nothing is sent before). A publisher that can prepare a batch (``prepare_many``: the app's,
+        which encodes it for the other workers) does that work now, so a service can have it done while the
+        database is busy with its transaction."""
+        prepare = getattr(publisher, "prepare_many", None)
+        if prepare is None or not (self.moves or self.emits or self.disconnects):
+            return lambda: self.publish(publisher)
+        ready: Callable[[], None] = prepare(self.moves, self.emits, self.disconnects)
+        return ready
+
 
 def publish_one_by_one(publisher: Publisher, moves: list[tuple[str, list[str], list[str]]],
                        emits: list[tuple[str, dict[str, Any], str | list[str]]], disconnects: list[str]) -> None:
@@ -110,13 +121,18 @@ class SocketIOPublisher:
 
     def publish_many(self, moves: list[tuple[str, list[str], list[str]]],
                      emits: list[tuple[str, dict[str, Any], str | list[str]]], disconnects: list[str]) -> None:
-        # The app's managers apply a batch in one pass, and across workers send it as one message (see
-        # cafe.web.fanout); any other manager gets the events one by one.
-        fanout = getattr(self.socketio.server.manager, "fanout", None)
-        if fanout is not None:
-            fanout(moves, emits, disconnects)
-        else:
-            publish_one_by_one(self, moves, emits, disconnects)
+        self.prepare_many(moves, emits, disconnects)()
+
+    def prepare_many(self, moves: list[tuple[str, list[str], list[str]]],
+                     emits: list[tuple[str, dict[str, Any], str | list[str]]],
+                     disconnects: list[str]) -> Callable[[], None]:
+        # The app's managers apply a batch in one pass, and across workers send it as one message, encoded
+        # before it is sent (see cafe.web.fanout); any other manager gets the events one by one.
+        prepare = getattr(self.socketio.server.manager, "prepare_fanout", None)
+        if prepare is not None:
+            ready: Callable[[], None] = prepare(moves, emits, disconnects)
+            return ready
+        return lambda: publish_one_by_one(self, moves, emits, disconnects)
 
 
 class RecordingPublisher:

@@ -47,6 +47,18 @@ def in_background(fn: Any, *args: Any, **kwargs: Any) -> None:
     app.extensions["socketio"].start_background_task(task)
 
 
+def spawner() -> Any:
+    """Start ``fn`` as a task of the server and let it run until it first waits (for the database, say), so
+    that the caller's next steps overlap that wait; returns the task (``join()`` waits for it to end)."""
+    socketio = current_app.extensions["socketio"]
+
+    def spawn(fn: Any) -> Any:
+        task = socketio.start_background_task(fn)
+        socketio.sleep(0)
+        return task
+    return spawn
+
+
 def limiter(name: str, limit: int, window: float) -> SlidingWindowLimiter:
     """A per-process limiter by name (created on first use)."""
     key = f"cafe.limiter.{name}"

@@ -230,6 +230,10 @@ class FanoutManager(Manager):
     def fanout(self, moves: Sequence[Move], emits: Sequence[Emit], disconnects: Sequence[str]) -> None:
         apply_locally(self, moves, emits, disconnects)
 
+    def prepare_fanout(self, moves: Sequence[Move], emits: Sequence[Emit],
+                       disconnects: Sequence[str]) -> Callable[[], None]:
+        return lambda: apply_locally(self, moves, emits, disconnects)
+
 
 def resync_locally(manager: Manager, namespace: str = "/") -> None:
     """Tell every page this process holds that it may have missed events: it asks for a whole snapshot."""
@@ -315,13 +319,15 @@ class FanoutRedisManager(socketio.RedisManager):  # type: ignore[misc]
             pool.release(connection)
 
     def _publish(self, data: Any, meanwhile: Callable[[], None] | None = None) -> Any:
-        """Publish; ``meanwhile`` (the batch applied to this worker's own pages) runs once, after the message
-        is sent and before Redis's answer is read, so that neither those pages nor the writer wait for Redis.
+        """Publish ``data`` (or, as a string, the message already written out); ``meanwhile`` (the batch
+        applied to this worker's own pages) runs once, after the message is sent and before Redis's answer is
+        read, so that neither those pages nor the writer wait for Redis.
 
         After a failure nothing is published (the event reaches this worker's pages only) until :meth:`_probe`
         gets a publish through; then the other workers' pages resync. A message whose answer did not come may
         have been published: it is not sent again."""
-        sent, error = (None, None) if self._paused else self._sent(self.json.dumps(data))
+        sent, error = (None, None) if self._paused else self._sent(data if isinstance(data, str)
+                                                                  else self.json.dumps(data))
         answer = None
         try:
             if meanwhile is not None:
@@ -391,14 +397,20 @@ class FanoutRedisManager(socketio.RedisManager):  # type: ignore[misc]
                 retry_sleep = min(retry_sleep * 2, LISTEN_RETRY_MAX)
 
     def fanout(self, moves: Sequence[Move], emits: Sequence[Emit], disconnects: Sequence[str]) -> None:
-        # Sent first, so the other workers apply it while this one applies it to its own connections (and
-        # Redis answers meanwhile). A connection lives in one worker: the moves and disconnects of this
-        # one's are not sent.
+        self.prepare_fanout(moves, emits, disconnects)()
+
+    def prepare_fanout(self, moves: Sequence[Move], emits: Sequence[Emit],
+                       disconnects: Sequence[str]) -> Callable[[], None]:
+        """The batch's message to the other workers, packed and written out now; the returned function sends
+        it and applies the batch to this worker's own connections. Sent first, so the other workers apply it
+        while this one applies it to its own connections (and Redis answers meanwhile). A connection lives in
+        one worker: the moves and disconnects of this one's are not sent."""
         shared, packed = pack_emits(emits)
-        self._publish({"method": METHOD, "host_id": self.host_id,
-                       "moves": [list(m) for m in moves if not holds(self, m[0])], "shared": shared,
-                       "emits": packed, "disconnects": [sid for sid in disconnects if not holds(self, sid)]},
-                      meanwhile=lambda: apply_locally(self, moves, emits, disconnects))
+        message = self.json.dumps({"method": METHOD, "host_id": self.host_id,
+                                   "moves": [list(m) for m in moves if not holds(self, m[0])], "shared": shared,
+                                   "emits": packed,
+                                   "disconnects": [sid for sid in disconnects if not holds(self, sid)]})
+        return lambda: self._publish(message, meanwhile=lambda: apply_locally(self, moves, emits, disconnects))
 
     def _listen(self) -> Any:
         # The library's listener ignores methods it does not know, so ours are taken out of the stream

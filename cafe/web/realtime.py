@@ -195,7 +195,7 @@ def round_start(cmd: p.CafeCommand, ident: Identity) -> dict[str, Any]:
     with collections_deferred(socketio.start_background_task):
         return rounds.start_round(ident.facilitator_id, cmd.cafe_id, ctx.now(), ctx.publisher(),
                                   grace=ctx.grace(), time_limit=current_app.config["SEATING_TIME_LIMIT"],
-                                  run=ctx.cpu_runner())
+                                  run=ctx.cpu_runner(), spawn=ctx.spawner())
 
 
 @command("round_pause", p.CafeCommand, role="facilitator")

@@ -122,6 +122,7 @@ def test_a_phone_back_while_a_round_starts_enters_the_new_table_room(postgres_ur
     can put the new connection in the new table's room: it must wait for the round start to commit and
     not stay in last round's room (PostgreSQL: the join's one statement takes the café's row ``FOR KEY
     SHARE``, and its answer, read after, moves the connection to the seat the round start wrote)."""
+    import contextlib
     import threading
 
     from sqlalchemy import select
@@ -145,14 +146,16 @@ def test_a_phone_back_while_a_round_starts_enters_the_new_table_room(postgres_ur
             rounds.end_round(fac, cafe["id"], NOW + 60, publisher)
             person_id, token = joined[0].participant.id, joined[0].rejoin_token
         seats_written, go = threading.Event(), threading.Event()
-        real_insert = rounds._insert_seats
+        real_seats_written = rounds._seats_written
 
-        def slow_insert(rows: Any) -> None:
-            real_insert(rows)
+        @contextlib.contextmanager
+        def slow_seats_written(rows: Any, spawn: Any) -> Any:
+            with real_seats_written(rows, spawn):
+                yield
             seats_written.set()                 # the café is locked for update until the commit
             go.wait(10)
 
-        monkeypatch.setattr(rounds, "_insert_seats", slow_insert)
+        monkeypatch.setattr(rounds, "_seats_written", slow_seats_written)
         errors: list[BaseException] = []
 
         def in_app(fn: Any) -> Any:

@@ -74,8 +74,8 @@ def test_the_message_between_workers_leaves_out_this_workers_own_connections(mon
     here = manager.connect("eio-here", "/")
     published: list = []
 
-    def publish(data: dict, meanwhile: Callable[[], None]) -> None:
-        published.append(data)
+    def publish(data: str, meanwhile: Callable[[], None]) -> None:
+        published.append(json.loads(data))            # written out before it is sent
         meanwhile()
 
     monkeypatch.setattr(manager, "_publish", publish)
