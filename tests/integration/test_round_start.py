@@ -74,9 +74,15 @@ def test_the_round_messages_are_made_while_the_database_writes_the_seats(pg_app:
 
     def when_preparing() -> None:
         with psycopg.connect(plain_url, autocommit=True) as observer:
-            seen.append(observer.execute(
-                "SELECT wait_event_type FROM pg_stat_activity WHERE query LIKE 'INSERT INTO seat%%' "
-                "AND state = 'active'").fetchall())
+            deadline = time.monotonic() + 2.0          # the statement may take a moment to reach the lock
+            while True:
+                waiting = observer.execute(
+                    "SELECT wait_event_type FROM pg_stat_activity WHERE query LIKE 'INSERT INTO seat%%' "
+                    "AND state = 'active'").fetchall()
+                if waiting == [("Lock",)] or time.monotonic() > deadline:
+                    break
+                time.sleep(0.01)
+        seen.append(waiting)
         release()
 
     publisher = _PreparingPublisher(when_preparing)
