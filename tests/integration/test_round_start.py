@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 from cafe.services.events import RecordingPublisher
 from tests.conftest import Actions
+from tests.integration.test_two_workers import wait_until
 
 NOW = 1_800_000_000.0
 
@@ -74,15 +75,13 @@ def test_the_round_messages_are_made_while_the_database_writes_the_seats(pg_app:
 
     def when_preparing() -> None:
         with psycopg.connect(plain_url, autocommit=True) as observer:
-            deadline = time.monotonic() + 2.0          # the statement may take a moment to reach the lock
-            while True:
-                waiting = observer.execute(
+            def waiting() -> list[Any]:
+                return observer.execute(
                     "SELECT wait_event_type FROM pg_stat_activity WHERE query LIKE 'INSERT INTO seat%%' "
                     "AND state = 'active'").fetchall()
-                if waiting == [("Lock",)] or time.monotonic() > deadline:
-                    break
-                time.sleep(0.01)
-        seen.append(waiting)
+            # the statement may take a moment to reach the lock
+            wait_until(lambda: waiting() == [("Lock",)], timeout=2.0, step=0.01)
+            seen.append(waiting())
         release()
 
     publisher = _PreparingPublisher(when_preparing)
